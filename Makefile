@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make up` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install up test lint unit clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# One pip command for everything: botocore pins (aiobotocore, boto3, awscli) must be resolved together.
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/pipecache up $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pipecache build *.egg-info

@@ -1,0 +1,372 @@
+"""Wire contract between clients, the master and workers.
+
+Bodies are msgpack maps. Every message is a frozen dataclass with ``to_wire``
+and a validating ``from_wire``: input from the network is hostile until it has
+been checked field by field here, so handlers only ever see typed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+from ..tiering.blocks import is_block_id
+from ..tiering.errors import BadRequest, CacheError, error_from_code
+
+MSGPACK = "application/x-msgpack"
+API = "/api/v1"
+MAX_BODY = 256 * 1024 * 1024
+"""Largest msgpack body accepted (a full block report of ~10M blocks)."""
+
+# Master endpoints.
+REGISTER = f"{API}/register"
+HEARTBEAT = f"{API}/heartbeat"
+WORKERS = f"{API}/workers"
+LOCATE = f"{API}/locate"
+STAT = f"{API}/stat"
+LIST = f"{API}/list"
+BUCKETS = f"{API}/buckets"
+HEAD_BUCKET = f"{API}/head_bucket"
+# Worker endpoint: GET BLOCKS/{block_id}?<BlockRef query>, optional Range header.
+BLOCKS = "/blocks"
+HEALTH = "/health"
+METRICS = "/metrics"
+
+# Response headers a worker sets on a block.
+H_TIER = "X-Pipecache-Tier"
+"""Where the block came from: memory, ssd or ufs."""
+H_BLOCK_LENGTH = "X-Pipecache-Block-Length"
+
+TIERS = ("memory", "ssd")
+
+T = TypeVar("T", bound="Message")
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode a msgpack body with limits; raise BadRequest on anything malformed."""
+    if len(data) > MAX_BODY:
+        raise BadRequest(f"body of {len(data)} bytes is over the {MAX_BODY} byte limit")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise BadRequest(f"malformed msgpack body: {exc.__class__.__name__}") from None
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Validate ``value`` against a (simple) annotation; return it, normalised."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check(value, arg, where)
+            except BadRequest:
+                continue
+        raise BadRequest(f"{where}: unexpected {type(value).__name__}")
+    if tp is type(None):
+        if value is not None:
+            raise BadRequest(f"{where}: expected nil")
+        return None
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise BadRequest(f"{where}: expected a list")
+        return [_check(v, item, f"{where}[]") for v in value]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where}: expected a map")
+        return {_check(k, kt, f"{where} key"): _check(v, vt, f"{where}[]") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Message):
+        return tp.from_wire(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadRequest(f"{where}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadRequest(f"{where}: expected an integer")
+        return value
+    if isinstance(tp, type):
+        if not isinstance(value, tp):
+            raise BadRequest(f"{where}: expected {tp.__name__}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r}")  # a bug in a message definition
+
+
+class Message:
+    """Base of wire messages: dataclasses that (de)serialise to msgpack maps."""
+
+    _hints: ClassVar[dict[str, Any]]
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, Message):
+                v = v.to_wire()
+            elif isinstance(v, list) and v and isinstance(v[0], Message):
+                v = [m.to_wire() for m in v]
+            out[f.name] = v
+        return out
+
+    def pack(self) -> bytes:
+        return pack(self.to_wire())
+
+    @classmethod
+    def from_wire(cls: type[T], data: Any) -> T:
+        if not isinstance(data, dict):
+            raise BadRequest(f"{cls.__name__}: expected a map")
+        hints = cls.__dict__.get("_hints")
+        if hints is None:
+            hints = typing.get_type_hints(cls)
+            cls._hints = hints
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                kwargs[f.name] = _check(data[f.name], hints[f.name], f"{cls.__name__}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BadRequest(f"{cls.__name__}: missing field {f.name!r}")
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    @classmethod
+    def unpack(cls: type[T], body: bytes) -> T:
+        return cls.from_wire(unpack(body))
+
+    def validate(self) -> None:
+        """Check invariants beyond types; raise BadRequest."""
+
+
+def _check_ids(ids: list[str], where: str) -> None:
+    for b in ids:
+        if not is_block_id(b):
+            raise BadRequest(f"{where}: malformed block id {b[:40]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody(Message):
+    code: str
+    message: str = ""
+
+    def to_error(self) -> CacheError:
+        return error_from_code(self.code, self.message)
+
+
+# ---- objects and listings -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo(Message):
+    """Metadata of one object version, as the under-store reports it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    """The ETag without quotes."""
+    last_modified: float
+    """Seconds since the epoch."""
+    block_size: int = 4 * 1024 * 1024
+
+    def validate(self) -> None:
+        if self.size < 0 or self.block_size <= 0:
+            raise BadRequest("ObjectInfo: negative size or block size")
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry(Message):
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage(Message):
+    """One page of a listing in key order; ``next_token`` resumes after it."""
+
+    entries: list[ListEntry] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo(Message):
+    name: str
+    created: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatRequest(Message):
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRequest(Message):
+    bucket: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest(Message):
+    bucket: str
+    prefix: str = ""
+    delimiter: str = ""
+    start_after: str = ""
+    token: str | None = None
+    max_keys: int = 1000
+
+    def validate(self) -> None:
+        if not 0 <= self.max_keys <= 1000:
+            raise BadRequest("ListRequest: max_keys must be 0..1000")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketsReply(Message):
+    buckets: list[BucketInfo] = field(default_factory=list)
+
+
+# ---- workers and blocks -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo(Message):
+    worker_id: str
+    address: str
+    """Base URL of the worker's block server, e.g. http://10.0.0.5:9100."""
+    capacity: dict[str, int] = field(default_factory=dict)
+    """Budget in bytes per tier name."""
+    usage: dict[str, int] = field(default_factory=dict)
+    """Bytes used per tier name."""
+    blocks: int = 0
+    last_seen: float = 0.0
+
+    @property
+    def weight(self) -> float:
+        """Placement weight: total capacity in GiB (at least a tiny positive weight)."""
+        return max(sum(self.capacity.values()) / (1 << 30), 1e-3)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest(Message):
+    """A worker's (re)registration with its full block report."""
+
+    worker_id: str
+    address: str
+    capacity: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    blocks: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.worker_id or len(self.worker_id) > 128:
+            raise BadRequest("RegisterRequest: worker_id must be 1..128 characters")
+        if not self.address.startswith(("http://", "https://")):
+            raise BadRequest("RegisterRequest: address must be an http(s) URL")
+        _check_ids(self.blocks, "RegisterRequest.blocks")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterReply(Message):
+    worker_id: str
+    heartbeat_interval: float
+    ufs: str
+    """Under-store URI the worker reads misses from (credentials come from its own env)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest(Message):
+    """Block deltas since the last acknowledged heartbeat, and tier usage."""
+
+    worker_id: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        _check_ids(self.added, "HeartbeatRequest.added")
+        _check_ids(self.removed, "HeartbeatRequest.removed")
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Message):
+    """An instruction for a worker, carried in a heartbeat reply."""
+
+    kind: str
+    """'free' (drop blocks) for now; later: 'load', 'protect'."""
+    blocks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply(Message):
+    commands: list[Command] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersReply(Message):
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LocateRequest(Message):
+    ids: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        _check_ids(self.ids, "LocateRequest.ids")
+
+
+@dataclass(frozen=True, slots=True)
+class LocateReply(Message):
+    locations: dict[str, list[str]] = field(default_factory=dict)
+    """Block id -> ids of the workers that hold it (absent: held nowhere)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """Everything a worker needs to fetch a block it does not hold.
+
+    Sent as the query string of GET /blocks/{id}; the worker recomputes the id
+    from these fields and refuses a mismatch, so nobody can plant bytes under
+    another block's id.
+    """
+
+    bucket: str
+    key: str
+    etag: str
+    index: int
+    size: int
+    block_size: int
+
+    def to_query(self) -> dict[str, str]:
+        return {
+            "b": self.bucket,
+            "k": self.key,
+            "e": self.etag,
+            "i": str(self.index),
+            "s": str(self.size),
+            "bs": str(self.block_size),
+        }
+
+    @classmethod
+    def from_query(cls, q: typing.Mapping[str, str]) -> BlockRef:
+        try:
+            ref = cls(q["b"], q["k"], q["e"], int(q["i"]), int(q["s"]), int(q["bs"]))
+        except (KeyError, ValueError):
+            raise BadRequest("block query needs b, k, e, i, s, bs") from None
+        if ref.size < 0 or ref.block_size <= 0 or ref.index < 0:
+            raise BadRequest("block query: negative size, index or block size")
+        if ref.index * ref.block_size >= max(ref.size, 1):
+            raise BadRequest("block query: index past the end of the object")
+        return ref
