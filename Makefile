@@ -20,11 +20,9 @@ up: $(STAMP)
 	$(BIN)/pipecache up $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
 
 test: $(STAMP)
-	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
 unit: $(STAMP)
