@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Protocol
 
 from ..protocol import BucketInfo, ListPage, ObjectInfo
@@ -35,7 +36,7 @@ class UnderStore(Protocol):
         max_keys: int = 1000,
     ) -> ListPage: ...
 
-    async def list_buckets(self) -> list[BucketInfo]: ...
+    async def list_buckets(self) -> builtins.list[BucketInfo]: ...
 
     async def head_bucket(self, bucket: str) -> None: ...
 

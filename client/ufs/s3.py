@@ -1,0 +1,257 @@
+"""S3 (or any S3-compatible server) as the under-store, on aiobotocore.
+
+Credentials come from botocore's default chain (environment, shared files,
+instance or pod roles); nothing here reads them. One client, created on first
+use and kept until :meth:`S3UnderStore.close`, holds the connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from typing import Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...tiering.errors import (
+    CacheError,
+    InterfaceError,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectChanged,
+    SlowDown,
+    UnderStoreError,
+)
+from ..listing import MAX_KEYS
+from ..protocol import BucketInfo, ListEntry, ListPage, ObjectInfo
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+MAX_ATTEMPTS = 3
+"""Total attempts per call (botocore "standard" retry mode).
+
+Standard mode retries throttling (SlowDown, 503), 5xx and connection errors
+with jittered exponential backoff. Kept small: a worker serving a cache miss
+has a client waiting, and the master retries at its own level.
+"""
+
+_SLOW_DOWN = {"SlowDown", "ServiceUnavailable", "503", "Throttling", "RequestLimitExceeded"}
+_CHANGED = {"PreconditionFailed", "412"}
+_TRANSPORT_ERRORS = (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+"""Failures below HTTP: connection refused or reset, timeouts, truncated bodies."""
+
+
+def map_client_error(exc: ClientError, missing: type[CacheError] = NoSuchKey) -> CacheError:
+    """The typed error for an S3 error response.
+
+    ``missing`` is what a bare 404 means: HEAD responses have no body, so S3
+    cannot say NoSuchKey or NoSuchBucket there and the caller knows which.
+    """
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    message = str(err.get("Message", "")) or str(exc)
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "NoSuchKey":
+        return NoSuchKey(message)
+    if code == "NoSuchBucket":
+        return NoSuchBucket(message)
+    if code in ("404", "NotFound"):
+        return missing(message)
+    if code in _CHANGED or status == 412:
+        return ObjectChanged(message)
+    if code in _SLOW_DOWN or status == 503:
+        return SlowDown(message)
+    return UnderStoreError(f"{code or status}: {message}")
+
+
+def _etag(raw: Any) -> str:
+    return str(raw).strip('"')
+
+
+class S3UnderStore:
+    """The under-store on S3 at ``endpoint_url`` (None: AWS's own endpoint).
+
+    ``region`` None lets botocore find it (AWS_DEFAULT_REGION, config files).
+    Custom endpoints (MinIO, Ceph, moto) are addressed path-style, since their
+    host names rarely resolve with a bucket in front.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        *,
+        region: str | None = None,
+        max_pool_connections: int = 64,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.uri = endpoint_url or "s3://"
+        self._region = region
+        self._config = AioConfig(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            max_pool_connections=max_pool_connections,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _s3(self) -> Any:
+        """The shared aiobotocore client, created on first use."""
+        if self._client is None:
+            async with self._lock:  # concurrent first calls must not build two pools
+                if self._client is None:
+                    stack = contextlib.AsyncExitStack()
+                    session = get_session()
+                    self._client = await stack.enter_async_context(
+                        session.create_client(
+                            "s3",
+                            endpoint_url=self.endpoint_url,
+                            region_name=self._region,
+                            config=self._config,
+                        )
+                    )
+                    self._stack = stack
+        return self._client
+
+    async def head(self, bucket: str, key: str) -> ObjectInfo:
+        """HeadObject: size, ETag (unquoted) and LastModified (epoch seconds)."""
+        s3 = await self._s3()
+        try:
+            r = await s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            err = map_client_error(exc)
+            if isinstance(err, NoSuchKey):
+                # A 404 HEAD does not say whether the bucket is missing; ask,
+                # and keep NoSuchKey if that question fails for another reason.
+                with contextlib.suppress(UnderStoreError, SlowDown):
+                    await self.head_bucket(bucket)
+            raise err from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "HeadObject") from None
+        return ObjectInfo(
+            bucket,
+            key,
+            int(r["ContentLength"]),
+            _etag(r["ETag"]),
+            r["LastModified"].timestamp(),
+        )
+
+    async def get_range(
+        self, bucket: str, key: str, start: int, length: int, etag: str | None = None
+    ) -> bytes:
+        """GetObject of ``bytes=start-(start+length-1)``, with If-Match when ``etag`` is given.
+
+        The returned ETag is compared too, for servers that ignore If-Match.
+        A zero-length range is answered without a request (HTTP cannot ask for it).
+        """
+        if start < 0 or length < 0:
+            raise InterfaceError(f"bad range: start {start}, length {length}")
+        if length == 0:
+            return b""
+        s3 = await self._s3()
+        args: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Range": f"bytes={start}-{start + length - 1}",
+        }
+        if etag is not None:
+            args["IfMatch"] = f'"{etag}"'
+        try:
+            r = await s3.get_object(**args)
+            async with r["Body"] as body:
+                if etag is not None and _etag(r["ETag"]) != etag:
+                    raise ObjectChanged(f"{key!r} is now version {_etag(r['ETag'])}, not {etag}")
+                if int(r["ContentLength"]) != length:
+                    # Too short, or the server ignored Range: do not read a whole object.
+                    raise UnderStoreError(
+                        f"{key!r}: asked {length} bytes at {start}, got {r['ContentLength']}"
+                    )
+                data = await body.read()
+        except ClientError as exc:
+            raise map_client_error(exc) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "GetObject") from None
+        if len(data) != length:
+            raise UnderStoreError(f"short body for {key!r}: {len(data)} of {length} bytes")
+        return bytes(data)
+
+    async def list(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        token: str | None = None,
+        max_keys: int = MAX_KEYS,
+    ) -> ListPage:
+        """ListObjectsV2, arguments passed straight through; ``next_token`` is S3's."""
+        s3 = await self._s3()
+        args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if start_after:
+            args["StartAfter"] = start_after
+        if token is not None:
+            args["ContinuationToken"] = token
+        try:
+            r = await s3.list_objects_v2(**args)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "ListObjectsV2") from None
+        entries = [
+            ListEntry(
+                str(o["Key"]), int(o["Size"]), _etag(o["ETag"]), o["LastModified"].timestamp()
+            )
+            for o in r.get("Contents", [])
+        ]
+        prefixes = [str(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
+        truncated = bool(r.get("IsTruncated", False))
+        return ListPage(entries, prefixes, truncated, r.get("NextContinuationToken"))
+
+    async def list_buckets(self) -> builtins.list[BucketInfo]:
+        """ListBuckets (following its continuation tokens, where the server pages)."""
+        s3 = await self._s3()
+        out: builtins.list[BucketInfo] = []
+        args: dict[str, Any] = {}
+        while True:
+            try:
+                r = await s3.list_buckets(**args)
+            except ClientError as exc:
+                raise map_client_error(exc) from None
+            except _TRANSPORT_ERRORS as exc:
+                raise _transport(exc, "ListBuckets") from None
+            out += [
+                BucketInfo(str(b["Name"]), b["CreationDate"].timestamp())
+                for b in r.get("Buckets", [])
+            ]
+            if not r.get("ContinuationToken"):
+                return out
+            args["ContinuationToken"] = r["ContinuationToken"]
+
+    async def head_bucket(self, bucket: str) -> None:
+        """HeadBucket; NoSuchBucket if it does not exist."""
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "HeadBucket") from None
+
+    async def close(self) -> None:
+        """Close the client and its connection pool; a later call opens a new one."""
+        async with self._lock:
+            stack, self._stack, self._client = self._stack, None, None
+            if stack is not None:
+                await stack.aclose()
+
+
+def _transport(exc: BaseException, operation: str) -> UnderStoreError:
+    return UnderStoreError(f"{operation}: {exc.__class__.__name__}: {exc}")
