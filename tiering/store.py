@@ -1,0 +1,540 @@
+"""The tiered block store the worker embeds: memory first, then SSD.
+
+Theory of operation
+-------------------
+New blocks land in memory. When memory is over budget, its policy's victims
+are *demoted* to SSD; when the SSD is over budget, its victims are *evicted*
+(they leave this node). Without an SSD, memory victims are evicted. A block
+larger than the memory budget goes straight to SSD.
+
+Promotion keeps the SSD copy. The copy is already paid for, and a promoted
+block is likely to fall out of memory again later: with the copy kept, that
+demotion is free (no write). Copies are redundant, though, so when the SSD
+needs room they are dropped *before* any block that lives only on SSD
+(oldest promotion first); dropping a copy loses nothing. A block held in both
+tiers counts once in ``block_ids`` and is reported by ``tier_of`` as memory.
+
+Locking. Two locks, taken in this order:
+
+* ``_writer`` serialises everything that writes or unlinks block files (put,
+  promote, remove, corrupt drops). Only its holder grows a tier, so a plan
+  made under it stays valid while its files are written.
+* ``_lock`` guards the metadata and is never held across file I/O, so a
+  memory hit on the event loop never waits for a disk write.
+
+A put that must demote works in three steps: plan under ``_lock`` (pick the
+victims, drop SSD index entries to make room), do the file I/O with only
+``_writer`` held, then commit under ``_lock`` (victims leave memory, their SSD
+entries appear, the new block goes in). Until the commit a victim stays in
+memory and readable, and since the new block enters only after its victims
+left, neither tier's ``usage`` ever exceeds its budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .blocks import BlockId, is_block_id
+from .errors import ChecksumMismatch, InterfaceError, NoCapacity
+from .eviction import EVICTION_POLICY, make_policy
+from .memory import MemoryTier
+from .ssd import SsdHandle, SsdTier, file_size, open_block, read_block, unlink_quietly
+
+Tier = Literal["memory", "ssd"]
+
+_COUNTERS = (
+    "puts",  # blocks added to the node
+    "memory_hits",
+    "ssd_hits",
+    "promotions",  # SSD -> memory
+    "demotions",  # memory -> SSD (including free ones, when a copy existed)
+    "evictions",  # blocks that left the node for lack of room
+    "ssd_copy_drops",  # redundant SSD copies dropped to make room
+    "ssd_write_errors",  # demotions that failed on I/O (the block was evicted)
+    "missing_dropped",  # indexed SSD files found gone
+    "removed",  # blocks removed on request
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Settings of a ``TieredStore``, validated on creation."""
+
+    memory_bytes: int
+    """Memory tier budget, in payload bytes."""
+    ssd_dir: str | None = None
+    """Folder of the SSD tier; None for a memory-only store."""
+    ssd_bytes: int = 0
+    """SSD tier budget, in file bytes (headers included); > 0 when ``ssd_dir`` is set."""
+    policy: str = "lru"
+    """Eviction policy of both tiers: a name in ``EVICTION_POLICY`` ("lru" or "lrfu")."""
+    promote_on_hit: bool = True
+    """``read()`` copies an SSD block into memory. ``open_ssd()`` never promotes
+    (it serves zero-copy); the worker calls ``promote()`` afterwards if it wants."""
+    fsync: bool = False
+    """fsync block files; off by default because the under-store holds the truth."""
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < 0 or self.ssd_bytes < 0:
+            raise ValueError("memory_bytes and ssd_bytes must be >= 0")
+        if self.ssd_dir is not None and self.ssd_bytes <= 0:
+            raise ValueError("ssd_bytes must be > 0 when ssd_dir is set")
+        if self.policy not in EVICTION_POLICY:
+            raise ValueError(f"unknown policy {self.policy!r} (known: {sorted(EVICTION_POLICY)})")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Room-making decisions, taken under the lock and applied outside it."""
+
+    demote: list[tuple[BlockId, bytes]] = field(default_factory=list)
+    """Memory victims to write to SSD."""
+    drop: list[BlockId] = field(default_factory=list)
+    """Memory victims with an SSD copy: leaving memory costs nothing."""
+    evict: list[BlockId] = field(default_factory=list)
+    """Memory victims that leave the node."""
+    unlink: list[str] = field(default_factory=list)
+    """Files of SSD victims, already out of the index."""
+    release: BlockId | None = None
+    """A promoted block's own SSD copy, dropped at commit to make room."""
+    late_unlink: list[str] = field(default_factory=list)
+    """Files to unlink after the commit."""
+    written: list[BlockId] = field(default_factory=list)
+    failed: list[BlockId] = field(default_factory=list)
+
+
+class TieredStore:
+    """Memory + SSD block store. Every method is safe to call from any thread."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        """Blocking when there is an SSD tier: scans its folder to rebuild the index.
+
+        Blocks found on SSD are part of ``block_ids()`` but not of the first
+        ``drain_changes()``: the worker reports them in its full block report.
+        """
+        self.config = config
+        self._lock = threading.Lock()
+        self._writer = threading.Lock()
+        self._mem = MemoryTier(config.memory_bytes, make_policy(config.policy))
+        self._ssd: SsdTier | None = None
+        if config.ssd_dir is not None:
+            policy = make_policy(config.policy)
+            self._ssd = SsdTier(config.ssd_dir, config.ssd_bytes, policy, fsync=config.fsync)
+        self._copies: dict[BlockId, None] = {}  # blocks in both tiers, oldest promotion first
+        self._added: set[BlockId] = set()
+        self._removed: set[BlockId] = set()
+        self._stats: Counter[str] = Counter(dict.fromkeys(_COUNTERS, 0))
+        self._closed = False
+
+    # -- fast, no I/O ------------------------------------------------------------
+
+    def tier_of(self, block_id: str) -> Tier | None:
+        """The fastest tier holding the block, or None. No I/O."""
+        with self._lock:
+            if block_id in self._mem:
+                return "memory"
+            if self._ssd is not None and block_id in self._ssd:
+                return "ssd"
+            return None
+
+    def get_memory(self, block_id: str) -> memoryview | None:
+        """The block from memory (recording an access), or None. No I/O."""
+        with self._lock:
+            view = self._mem.get(block_id)
+            if view is not None:
+                self._stats["memory_hits"] += 1
+            return view
+
+    def usage(self) -> dict[str, int]:
+        """Bytes used per tier (SSD: file bytes, headers included)."""
+        with self._lock:
+            return {"memory": self._mem.used, "ssd": 0 if self._ssd is None else self._ssd.used}
+
+    def capacity(self) -> dict[str, int]:
+        """Budget per tier (SSD 0 without an SSD tier)."""
+        ssd = 0 if self._ssd is None else self._ssd.capacity
+        return {"memory": self._mem.capacity, "ssd": ssd}
+
+    def block_ids(self) -> list[str]:
+        """Every resident block, once each (for the full block report)."""
+        with self._lock:
+            ids = self._mem.ids()
+            if self._ssd is not None:
+                ids += [b for b in self._ssd.ids() if b not in self._mem]
+            return ids
+
+    def drain_changes(self) -> tuple[list[str], list[str]]:
+        """(added, removed) blocks since the last drain, net of each other.
+
+        A block added then removed (or removed then added back) in between is
+        in neither list. Moves between tiers are not changes.
+        """
+        with self._lock:
+            added, removed = sorted(self._added), sorted(self._removed)
+            self._added.clear()
+            self._removed.clear()
+            return added, removed
+
+    def stats(self) -> dict[str, int]:
+        """Counters (see ``_COUNTERS``), ``corrupt_dropped`` and block counts."""
+        with self._lock:
+            out = dict(self._stats)
+            out["corrupt_dropped"] = 0 if self._ssd is None else self._ssd.corrupt_dropped
+            out["memory_blocks"] = len(self._mem)
+            out["ssd_blocks"] = 0 if self._ssd is None else len(self._ssd)
+            out["ssd_copies"] = len(self._copies)
+            return out
+
+    # -- blocking ------------------------------------------------------------------
+
+    def open_ssd(self, block_id: str) -> SsdHandle | None:
+        """Open a verified SSD block for ``sendfile`` (records an access). Blocking.
+
+        None when not on SSD; a corrupt file is deleted and None returned.
+        Does not promote.
+        """
+        with self._lock:
+            loc = self._locate_ssd(block_id)
+        if loc is None:
+            return None
+        try:
+            handle = open_block(loc[0])
+        except (ChecksumMismatch, FileNotFoundError) as exc:
+            self._drop_bad(block_id, loc[1], corrupt=isinstance(exc, ChecksumMismatch))
+            return None
+        self._note_ssd_hit(block_id)
+        return handle
+
+    def read(self, block_id: str) -> bytes | None:
+        """The block's bytes from either tier, verified when from SSD. Blocking.
+
+        Promotes an SSD hit when ``config.promote_on_hit``.
+        """
+        with self._lock:
+            data = self._mem.peek(block_id)
+            if data is not None:
+                self._mem.touch(block_id)
+                self._stats["memory_hits"] += 1
+                return data
+            loc = self._locate_ssd(block_id)
+        if loc is None:
+            return None
+        data = self._read_ssd(block_id, *loc)
+        if data is not None:
+            self._note_ssd_hit(block_id)
+            if self.config.promote_on_hit and len(data) <= self._mem.capacity:
+                self._admit(block_id, data)
+        return data
+
+    def put(self, block_id: str, data: bytes) -> None:
+        """Add a block: into memory, or straight to SSD when larger than memory.
+
+        Re-putting a resident block only records an access. Raises NoCapacity
+        when the block fits no tier, InterfaceError for a malformed id.
+        """
+        if not is_block_id(block_id):
+            raise InterfaceError(f"malformed block id {block_id!r}")
+        data = bytes(data)  # no copy for bytes
+        if self._touch(block_id):
+            return
+        if len(data) > self._mem.capacity:
+            self._put_ssd(block_id, data)
+            return
+        with self._writer:
+            with self._lock:
+                self._check_open()
+                if self._touch_locked(block_id):
+                    return  # another thread put it meanwhile
+                plan = self._plan_memory(len(data))
+            self._apply(plan)
+            with self._lock:
+                self._commit(plan)
+                self._mem.put(block_id, data)
+                self._note_added(block_id)
+                self._stats["puts"] += 1
+
+    def promote(self, block_id: str) -> bool:
+        """Copy an SSD block into memory (demoting others). Blocking.
+
+        True when the block is in memory afterwards. The SSD copy is kept.
+        """
+        with self._lock:
+            if self._mem.touch(block_id):
+                return True
+            loc = self._locate_ssd(block_id)
+            length = None if loc is None or self._ssd is None else self._ssd.length(block_id)
+        if loc is None or length is None or length > self._mem.capacity:
+            return False
+        data = self._read_ssd(block_id, *loc)
+        return data is not None and self._admit(block_id, data)
+
+    def remove(self, block_ids: Iterable[str]) -> int:
+        """Drop blocks from both tiers; returns how many were resident. Blocking."""
+        wanted = [b for b in block_ids if is_block_id(b)]
+        paths: list[str] = []
+        count = 0
+        with self._writer:
+            with self._lock:
+                for b in wanted:
+                    in_mem = self._mem.pop(b) is not None
+                    path = None if self._ssd is None else self._ssd.discard(b)
+                    self._copies.pop(b, None)
+                    if path is not None:
+                        paths.append(path)
+                    if in_mem or path is not None:
+                        count += 1
+                        self._note_removed(b)
+                self._stats["removed"] += count
+            unlink_quietly(paths)
+        return count
+
+    def check(self) -> int:
+        """Repair pass: fully verify every SSD block, dropping bad ones. Blocking."""
+        if self._ssd is None:
+            return 0
+        with self._lock:
+            ssd = self._ssd
+            items = [(b, ssd.path(b), ssd.generation(b) or 0) for b in ssd.ids()]
+        dropped = 0
+        for block_id, path, gen in items:
+            try:
+                open_block(path).close()
+            except (ChecksumMismatch, FileNotFoundError) as exc:
+                corrupt = isinstance(exc, ChecksumMismatch)
+                dropped += self._drop_bad(block_id, gen, corrupt=corrupt)
+        return dropped
+
+    def close(self) -> None:
+        """Release memory; SSD files stay for the next start. Later puts fail."""
+        with self._writer, self._lock:
+            self._closed = True
+            for b in self._mem.ids():
+                self._mem.pop(b)
+            self._copies.clear()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the store is closed")
+
+    def _touch(self, block_id: BlockId) -> bool:
+        with self._lock:
+            return self._touch_locked(block_id)
+
+    def _touch_locked(self, block_id: BlockId) -> bool:
+        return self._mem.touch(block_id) or (self._ssd is not None and self._ssd.touch(block_id))
+
+    def _locate_ssd(self, block_id: str) -> tuple[str, int] | None:
+        """(path, generation) of an SSD block; lock held."""
+        if self._ssd is None or not is_block_id(block_id):
+            return None
+        gen = self._ssd.generation(block_id)
+        return None if gen is None else (self._ssd.path(block_id), gen)
+
+    def _note_ssd_hit(self, block_id: BlockId) -> None:
+        with self._lock:
+            if self._ssd is not None:
+                self._ssd.touch(block_id)
+            self._stats["ssd_hits"] += 1
+
+    def _read_ssd(self, block_id: BlockId, path: str, gen: int) -> bytes | None:
+        try:
+            return read_block(path)
+        except (ChecksumMismatch, FileNotFoundError) as exc:
+            self._drop_bad(block_id, gen, corrupt=isinstance(exc, ChecksumMismatch))
+            return None
+
+    def _drop_bad(self, block_id: BlockId, gen: int, *, corrupt: bool) -> bool:
+        """Drop a corrupt or vanished SSD file, if still the same incarnation."""
+        assert self._ssd is not None
+        with self._writer:
+            with self._lock:
+                path = self._ssd.discard(block_id, gen, corrupt=corrupt)
+                if path is None:
+                    return False  # evicted or replaced meanwhile: not ours to drop
+                if not corrupt:
+                    self._stats["missing_dropped"] += 1
+                if block_id in self._mem:
+                    self._copies.pop(block_id, None)
+                else:
+                    self._note_removed(block_id)
+            unlink_quietly([path])
+        return True
+
+    def _put_ssd(self, block_id: BlockId, data: bytes) -> None:
+        ssd = self._ssd
+        if ssd is None or file_size(len(data)) > ssd.capacity:
+            raise NoCapacity(f"block {block_id} ({len(data)} bytes) is larger than every tier")
+        with self._writer:
+            with self._lock:
+                self._check_open()
+                if self._touch_locked(block_id):
+                    return
+                plan = _Plan()
+                self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None)
+            unlink_quietly(plan.unlink)
+            try:
+                ssd.write_file(block_id, data)
+            except OSError as exc:
+                raise NoCapacity(f"cannot write block {block_id} to SSD: {exc}") from exc
+            with self._lock:
+                ssd.add(block_id, len(data))
+                self._note_added(block_id)
+                self._stats["puts"] += 1
+
+    def _admit(self, block_id: BlockId, data: bytes) -> bool:
+        """Insert an SSD block's bytes into memory, keeping the SSD copy."""
+        with self._writer:
+            with self._lock:
+                if self._closed or self._ssd is None:
+                    return False
+                if self._mem.touch(block_id):
+                    return True
+                if block_id not in self._ssd:
+                    return False  # removed meanwhile: do not bring it back
+                plan = self._plan_memory(len(data), keep=block_id)
+            self._apply(plan)
+            with self._lock:
+                self._commit(plan)
+                self._mem.put(block_id, data)
+                if block_id in self._ssd:
+                    self._copies[block_id] = None
+                self._stats["promotions"] += 1
+            unlink_quietly(plan.late_unlink)
+        return True
+
+    def _plan_memory(self, size: int, keep: BlockId | None = None) -> _Plan:
+        """Decide how memory makes room for ``size`` bytes; lock held."""
+        plan = _Plan()
+        victims = self._mem.victims(self._mem.used + size - self._mem.capacity)
+        ssd = self._ssd
+        for v in victims:
+            data = self._mem.peek(v)
+            assert data is not None
+            if ssd is not None and v in ssd:
+                plan.drop.append(v)
+            elif ssd is not None and file_size(len(data)) <= ssd.capacity:
+                plan.demote.append((v, data))
+            else:
+                plan.evict.append(v)
+        if ssd is not None and plan.demote:
+            incoming = sum(file_size(len(d)) for _, d in plan.demote)
+            self._free_ssd(plan, incoming, leaving=set(victims), keep=keep)
+            # Several demotions may outgrow even an emptied SSD: evict the rest.
+            room = ssd.capacity - ssd.used
+            if plan.release is not None:
+                room += file_size(ssd.length(plan.release) or 0)
+            fitting: list[tuple[BlockId, bytes]] = []
+            for v, d in plan.demote:
+                if file_size(len(d)) <= room:
+                    fitting.append((v, d))
+                    room -= file_size(len(d))
+                else:
+                    plan.evict.append(v)
+            plan.demote = fitting
+        return plan
+
+    def _free_ssd(
+        self, plan: _Plan, incoming: int, leaving: set[BlockId], keep: BlockId | None
+    ) -> None:
+        """Drop SSD index entries so ``incoming`` file bytes fit; lock held.
+
+        Redundant copies go first, except those of blocks leaving memory in
+        this plan (they become the only copy). Next the copy of ``keep``, the
+        block being promoted (see ``_Plan.release``). Then the policy's victims.
+        """
+        ssd = self._ssd
+        assert ssd is not None
+        need = ssd.used + incoming - ssd.capacity
+        if need <= 0:
+            return
+        chosen: list[BlockId] = []
+        freed = 0
+        for b in self._copies:
+            if freed >= need:
+                break
+            if b not in leaving and b != keep:
+                chosen.append(b)
+                freed += file_size(ssd.length(b) or 0)
+        if freed < need and keep is not None and keep in ssd:
+            # Redundant once promoted, but dropped only at commit: until the
+            # block is readable from memory, it stays readable from SSD (the
+            # disk briefly holds this one file beyond the budget).
+            plan.release = keep
+            freed += file_size(ssd.length(keep) or 0)
+        if freed < need:
+            # Asking for the whole need (plus ``keep``) leaves enough after
+            # skipping the copies already chosen and ``keep``.
+            skip = set(chosen)
+            extra = file_size(ssd.length(keep) or 0) if keep is not None else 0
+            for b in ssd.victims(need + extra):
+                if freed >= need:
+                    break
+                if b not in skip and b != keep:
+                    chosen.append(b)
+                    freed += file_size(ssd.length(b) or 0)
+        for b in chosen:
+            path = ssd.discard(b)
+            assert path is not None
+            plan.unlink.append(path)
+            if b in self._mem:
+                self._copies.pop(b, None)
+                self._stats["ssd_copy_drops"] += 1
+            else:
+                self._note_removed(b)
+                self._stats["evictions"] += 1
+
+    def _apply(self, plan: _Plan) -> None:
+        """File I/O of a plan: ``_writer`` held, ``_lock`` not."""
+        unlink_quietly(plan.unlink)
+        for block_id, data in plan.demote:
+            assert self._ssd is not None
+            try:
+                self._ssd.write_file(block_id, data)
+            except OSError:
+                plan.failed.append(block_id)
+            else:
+                plan.written.append(block_id)
+
+    def _commit(self, plan: _Plan) -> None:
+        """Move the plan's victims out of memory; lock held."""
+        if plan.release is not None and self._ssd is not None:
+            path = self._ssd.discard(plan.release)
+            if path is not None:
+                plan.late_unlink.append(path)
+                self._stats["ssd_copy_drops"] += 1
+        for b in plan.written:
+            data = self._mem.pop(b)
+            assert data is not None and self._ssd is not None  # only _writer holders pop
+            self._ssd.add(b, len(data))
+            self._stats["demotions"] += 1
+        for b in plan.drop:
+            self._mem.pop(b)
+            if self._ssd is not None and b in self._ssd:
+                self._copies.pop(b, None)
+                self._stats["demotions"] += 1
+            else:  # its copy was dropped while planning: gone from the node
+                self._note_removed(b)
+                self._stats["evictions"] += 1
+        self._stats["ssd_write_errors"] += len(plan.failed)
+        for b in plan.evict + plan.failed:
+            self._mem.pop(b)
+            self._note_removed(b)
+            self._stats["evictions"] += 1
+
+    def _note_added(self, block_id: BlockId) -> None:
+        if block_id in self._removed:
+            self._removed.discard(block_id)
+        else:
+            self._added.add(block_id)
+
+    def _note_removed(self, block_id: BlockId) -> None:
+        if block_id in self._added:
+            self._added.discard(block_id)
+        else:
+            self._removed.add(block_id)
