@@ -1,0 +1,386 @@
+"""The master's aiohttp application: thin handlers over ``ClusterState`` and ``ObjectCache``.
+
+Handlers parse a ``client.protocol`` message, call the ``Master`` service (the
+only place that awaits the under-store) or the pure state, and answer msgpack.
+Typed errors become ``ErrorBody`` replies through ``client.web.error_middleware``.
+Bytes never pass through here: clients place blocks themselves and read them
+from workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ..client.protocol import (
+    BUCKETS,
+    HEAD_BUCKET,
+    HEALTH,
+    HEARTBEAT,
+    LIST,
+    LOCATE,
+    MAX_BODY,
+    METRICS,
+    MSGPACK,
+    REGISTER,
+    STAT,
+    WORKERS,
+    BucketRequest,
+    BucketsReply,
+    HeartbeatRequest,
+    ListPage,
+    ListRequest,
+    LocateReply,
+    LocateRequest,
+    Message,
+    ObjectInfo,
+    RegisterReply,
+    RegisterRequest,
+    StatRequest,
+    WorkersReply,
+    pack,
+)
+from ..client.ufs.base import UnderStore
+from ..client.web import (
+    error_middleware,
+    health_handler,
+    metrics_handler,
+    msgpack_response,
+    read_message,
+)
+from ..tiering.errors import BadRequest, CacheError
+from .metadata import ObjectCache
+from .settings import MasterSettings
+from .state import ClusterState
+
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class SingleFlight(Generic[K, V]):
+    """Concurrent calls for one key share one running task (and its result or error)."""
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Task[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def run(self, key: K, fn: Callable[[], Coroutine[Any, Any, V]]) -> V:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.create_task(fn())
+            self._running[key] = task
+            task.add_done_callback(lambda t: self._done(key, t))
+        # Shielded: one caller giving up must not cancel the fetch the others await.
+        return await asyncio.shield(task)
+
+    def _done(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" noise if every caller left
+
+    async def close(self) -> None:
+        """Cancel whatever is still running (at shutdown)."""
+        tasks = list(self._running.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MasterMetrics:
+    """Prometheus metrics on a per-app registry (several apps may share a process)."""
+
+    registry: CollectorRegistry
+    workers: Gauge
+    blocks: Gauge
+    requests: Counter
+    metadata_cache: Counter
+    ufs_requests: Counter
+    expired: Counter
+
+    @classmethod
+    def create(cls, state: ClusterState) -> MasterMetrics:
+        reg = CollectorRegistry()
+        workers = Gauge("pipecache_master_workers", "Live workers.", registry=reg)
+        workers.set_function(state.worker_count)
+        blocks = Gauge("pipecache_master_blocks", "Distinct blocks held by workers.", registry=reg)
+        blocks.set_function(state.block_count)
+        return cls(
+            registry=reg,
+            workers=workers,
+            blocks=blocks,
+            requests=Counter(
+                "pipecache_master_requests", "Requests served.", ["route", "status"], registry=reg
+            ),
+            metadata_cache=Counter(
+                "pipecache_master_metadata_cache", "Object metadata lookups.", ["result"],
+                registry=reg,
+            ),
+            ufs_requests=Counter(
+                "pipecache_ufs_requests", "Under-store requests made.", ["op"], registry=reg
+            ),
+            expired=Counter(
+                "pipecache_master_workers_expired", "Workers dropped for silence.", registry=reg
+            ),
+        )
+
+
+@dataclass(eq=False)
+class Master:
+    """The master's service layer: pure state plus the under-store, no HTTP."""
+
+    settings: MasterSettings
+    state: ClusterState
+    objects: ObjectCache
+    metrics: MasterMetrics
+    ufs: UnderStore | None = None
+    """Set at startup (or injected); the master owns and closes it only if it opened it."""
+    stats: SingleFlight[tuple[str, str], ObjectInfo] = field(default_factory=SingleFlight)
+
+    @property
+    def store(self) -> UnderStore:
+        if self.ufs is None:
+            raise CacheError("the under-store is not open")
+        return self.ufs
+
+    async def stat(self, bucket: str, key: str) -> ObjectInfo:
+        """Object metadata from the cache, else from one shared under-store HEAD."""
+        if not bucket or not key:
+            raise BadRequest("stat needs a bucket and a key")
+        info = self.objects.get(bucket, key, time.monotonic())
+        if info is not None:
+            self.metrics.metadata_cache.labels("hit").inc()
+            return info
+        self.metrics.metadata_cache.labels("miss").inc()
+        return await self.stats.run((bucket, key), lambda: self._head(bucket, key))
+
+    async def _head(self, bucket: str, key: str) -> ObjectInfo:
+        self.metrics.ufs_requests.labels("head").inc()
+        info = await self.store.head(bucket, key)
+        info = dataclasses.replace(info, block_size=self.settings.block_size)
+        self.objects.put(info, time.monotonic())
+        return info
+
+    async def list_objects(self, req: ListRequest) -> ListPage:
+        """One listing page straight from the under-store; its entries warm the cache."""
+        if not req.bucket:
+            raise BadRequest("list needs a bucket")
+        self.metrics.ufs_requests.labels("list").inc()
+        page = await self.store.list(
+            req.bucket, req.prefix, req.delimiter, req.start_after, req.token, req.max_keys
+        )
+        now, bs = time.monotonic(), self.settings.block_size
+        for e in page.entries:
+            info = ObjectInfo(req.bucket, e.key, e.size, e.etag, e.last_modified, bs)
+            self.objects.put(info, now)
+        return page
+
+    async def buckets(self) -> BucketsReply:
+        self.metrics.ufs_requests.labels("list_buckets").inc()
+        return BucketsReply(await self.store.list_buckets())
+
+    async def head_bucket(self, bucket: str) -> None:
+        if not bucket:
+            raise BadRequest("head_bucket needs a bucket")
+        self.metrics.ufs_requests.labels("head_bucket").inc()
+        await self.store.head_bucket(bucket)
+
+    def sweep(self, now: float) -> list[str]:
+        """Drop silent workers and expired metadata; return the dropped worker ids."""
+        dead = self.state.expire(now)
+        for wid in dead:
+            log.warning("worker %s silent for over %.1fs: dropped", wid, self.state.worker_timeout)
+        self.metrics.expired.inc(len(dead))
+        self.objects.expire(now)
+        return dead
+
+
+MASTER = web.AppKey("master", Master)
+_BIG_REPORT = 1 << 20
+"""Registration bodies over this many bytes are decoded in a worker thread."""
+
+
+# ---- handlers ------------------------------------------------------------------
+
+
+def _reply(msg: Message) -> web.Response:
+    # Annotated on purpose: `mypy master` alone cannot follow the package-dir
+    # mapping to client/, and would see msgpack_response as returning Any.
+    resp: web.Response = msgpack_response(msg)
+    return resp
+
+
+async def register(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    if (request.content_length or 0) > _BIG_REPORT:
+        # Decoding and checking a full report costs ~2 us per block id: take it
+        # off the event loop so heartbeats keep flowing meanwhile.
+        body = await request.read()
+        req = await asyncio.to_thread(RegisterRequest.unpack, body)
+    else:
+        req = await read_message(request, RegisterRequest)
+    m.state.register(req, time.monotonic())
+    log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address,
+             len(req.blocks))
+    s = m.settings
+    return _reply(RegisterReply(req.worker_id, s.heartbeat_interval, s.ufs))
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, HeartbeatRequest)
+    return _reply(m.state.heartbeat(req, time.monotonic()))
+
+
+async def workers(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    # The state keeps the monotonic clock; tell peers seconds since the epoch.
+    offset = time.time() - time.monotonic()
+    infos = [dataclasses.replace(w, last_seen=w.last_seen + offset) for w in m.state.workers()]
+    return _reply(WorkersReply(infos))
+
+
+async def locate(request: web.Request) -> web.Response:
+    req = await read_message(request, LocateRequest)
+    return _reply(LocateReply(request.app[MASTER].state.locate(req.ids)))
+
+
+async def stat(request: web.Request) -> web.Response:
+    req = await read_message(request, StatRequest)
+    return _reply(await request.app[MASTER].stat(req.bucket, req.key))
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    req = await read_message(request, ListRequest)
+    return _reply(await request.app[MASTER].list_objects(req))
+
+
+async def buckets(request: web.Request) -> web.Response:
+    return _reply(await request.app[MASTER].buckets())
+
+
+async def head_bucket(request: web.Request) -> web.Response:
+    req = await read_message(request, BucketRequest)
+    await request.app[MASTER].head_bucket(req.bucket)
+    return web.Response(body=pack({}), content_type=MSGPACK)
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count requests by route template (never the raw path: bounded labels) and status."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = "500"
+    try:
+        resp = await handler(request)
+        status = str(resp.status)
+        return resp
+    except web.HTTPException as exc:
+        status = str(exc.status)
+        raise
+    except asyncio.CancelledError:
+        status = "499"  # the client went away
+        raise
+    finally:
+        request.app[MASTER].metrics.requests.labels(route, status).inc()
+
+
+# ---- lifecycle -------------------------------------------------------------------
+
+
+async def _guard(coro: Awaitable[None], name: str) -> None:
+    """Run a background task to its end, logging a crash instead of losing it."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task %s crashed", name)
+
+
+async def _sweep_forever(m: Master) -> None:
+    while True:
+        await asyncio.sleep(m.settings.heartbeat_interval)
+        try:
+            m.sweep(time.monotonic())
+        except Exception:  # one bad sweep must not end liveness tracking
+            log.exception("liveness sweep failed")
+
+
+def _understore_ctx(owned: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        m = app[MASTER]
+        if owned:
+            from ..client.ufs import open_understore
+
+            m.ufs = open_understore(m.settings.ufs)
+        try:
+            yield
+        finally:
+            await m.stats.close()
+            if owned and m.ufs is not None:
+                await m.ufs.close()
+                m.ufs = None
+
+    return ctx
+
+
+async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_guard(_sweep_forever(app[MASTER]), "liveness sweep"))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.Application:
+    """Build the master application.
+
+    ``ufs`` is injectable for tests (the caller keeps ownership and closes it);
+    otherwise ``open_understore(settings.ufs)`` runs at startup and the store
+    is closed at shutdown.
+    """
+    settings.validate()
+    state = ClusterState(settings.worker_timeout)
+    master = Master(
+        settings=settings,
+        state=state,
+        objects=ObjectCache(settings.metadata_ttl, settings.metadata_max_entries),
+        metrics=MasterMetrics.create(state),
+        ufs=ufs,
+    )
+    # A full block report of millions of ids is far over aiohttp's 1 MiB default.
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY
+    )
+    app[MASTER] = master
+    app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
+    app.cleanup_ctx.append(_sweep_ctx)
+    app.router.add_post(REGISTER, register)
+    app.router.add_post(HEARTBEAT, heartbeat)
+    app.router.add_get(WORKERS, workers)
+    app.router.add_post(LOCATE, locate)
+    app.router.add_post(STAT, stat)
+    app.router.add_post(LIST, list_objects)
+    app.router.add_get(BUCKETS, buckets)
+    app.router.add_post(HEAD_BUCKET, head_bucket)
+    app.router.add_get(HEALTH, health_handler)
+    app.router.add_get(METRICS, metrics_handler(master.metrics.registry))
+    return app
