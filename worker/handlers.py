@@ -1,0 +1,253 @@
+"""aiohttp handlers of the worker: a thin adapter over ``blocks``.
+
+``GET /blocks/{id}`` answers from memory (a memoryview of the stored bytes,
+never copied), from SSD (``loop.sendfile`` from the verified block file), or
+from the under-store on a miss. ``HEAD /blocks/{id}`` answers from what is
+resident only, and never fetches: it is a cheap "is it cached here?" probe
+(404 BlockNotFound when it is not).
+
+SSD responses follow ``aiohttp.web_fileresponse.FileResponse``: all the I/O
+happens in ``prepare()``, which aiohttp calls after the handler and the
+middlewares have returned. Headers go out first (a ``StreamResponse`` sends
+them at once), then ``loop.sendfile`` writes the payload straight from the
+file at its offset, then ``write_eof`` closes the message through aiohttp's
+writer, so its state matches what was sent. A loop without sendfile (uvloop
+raises NotImplementedError) and ``settings.sendfile = False`` use a chunked
+fallback: ``pread`` in the executor, written through the writer. Connection
+errors raised in ``prepare`` are handled by aiohttp as client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+
+from ..client.protocol import H_BLOCK_LENGTH, H_TIER
+from ..client.web import error_response
+from ..tiering.errors import BadRequest, BlockNotFound, InvalidRange
+from ..tiering.ssd import SsdHandle
+from .blocks import BlockService, ByteRange, block_length, parse_range, parse_ref
+
+log = logging.getLogger(__name__)
+
+SERVICE: web.AppKey[BlockService] = web.AppKey("block_service", BlockService)
+USE_SENDFILE: web.AppKey[bool] = web.AppKey("use_sendfile", bool)
+
+FALLBACK_CHUNK = 1024 * 1024
+"""Bytes per read when sendfile is unavailable."""
+OCTETS = "application/octet-stream"
+
+
+def _headers(tier: str, total: int, rng: ByteRange | None) -> dict[str, str]:
+    headers = {H_TIER: tier, H_BLOCK_LENGTH: str(total), hdrs.ACCEPT_RANGES: "bytes"}
+    if rng is not None:
+        headers[hdrs.CONTENT_RANGE] = rng.content_range(total)
+    return headers
+
+
+class _BlockResponse(web.StreamResponse):
+    """A block (or a range of it) with the worker's headers; subclasses send the payload."""
+
+    def __init__(self, tier: str, total: int, rng: ByteRange | None) -> None:
+        super().__init__(status=200 if rng is None else 206, headers=_headers(tier, total, rng))
+        self.content_type = OCTETS
+        self.content_length = total if rng is None else rng.length
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        writer = await super().prepare(request)
+        assert writer is not None
+        if request.method != hdrs.METH_HEAD and self.content_length:
+            await self._send_payload(request, writer)
+        await super().write_eof()
+        return writer
+
+    async def _send_payload(self, request: web.BaseRequest, writer: AbstractStreamWriter) -> None:
+        """Nothing to send (HEAD and empty blocks)."""
+
+
+class MemoryBlockResponse(_BlockResponse):
+    """Writes a memoryview of the block; aiohttp's writer hands it to the transport uncopied."""
+
+    def __init__(self, view: memoryview, tier: str, total: int, rng: ByteRange | None) -> None:
+        super().__init__(tier, total, rng)
+        self._view = view if rng is None else view[rng.start : rng.end]
+
+    async def _send_payload(self, request: web.BaseRequest, writer: AbstractStreamWriter) -> None:
+        await writer.write(self._view)
+
+
+class SsdBlockResponse(_BlockResponse):
+    """Sends a verified SSD block file zero-copy; closes the handle when done.
+
+    ``on_done`` runs once the response is finished (sent or failed): the worker
+    uses it to start the promotion to memory without delaying the response.
+    """
+
+    def __init__(
+        self,
+        handle: SsdHandle,
+        total: int,
+        rng: ByteRange | None,
+        *,
+        executor: Executor,
+        use_sendfile: bool,
+        on_done: Callable[[], None],
+    ) -> None:
+        super().__init__("ssd", total, rng)
+        self._handle = handle
+        self._offset = handle.offset + (0 if rng is None else rng.start)
+        self._executor = executor
+        self._use_sendfile = use_sendfile
+        self._on_done = on_done
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        try:
+            return await super().prepare(request)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close the file and run ``on_done`` (idempotent)."""
+        if not self._handle.file.closed:
+            self._handle.close()
+            self._on_done()
+
+    async def _send_payload(self, request: web.BaseRequest, writer: AbstractStreamWriter) -> None:
+        count = self.content_length
+        assert count is not None
+        if not self._use_sendfile or self.compression:
+            await self._send_chunks(writer, count)
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("connection lost before the block was sent")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sendfile(transport, self._handle.file, self._offset, count)
+        except NotImplementedError:  # uvloop and other loops without sendfile
+            await self._send_chunks(writer, count)
+
+    async def _send_chunks(self, writer: AbstractStreamWriter, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self._handle.file.fileno()
+        pos = self._offset
+        while count > 0:
+            chunk = await loop.run_in_executor(
+                self._executor, os.pread, fd, min(FALLBACK_CHUNK, count), pos
+            )
+            if not chunk:
+                # The file was verified when opened; a short read now means it was
+                # truncated under us. Headers are gone: drop the connection.
+                raise ConnectionResetError(f"block file shrank while sent ({count} bytes left)")
+            await writer.write(chunk)
+            pos += len(chunk)
+            count -= len(chunk)
+        await writer.drain()
+
+
+def _invalid_range(err: InvalidRange, total: int) -> web.Response:
+    resp: web.Response = error_response(err)
+    resp.headers[hdrs.CONTENT_RANGE] = f"bytes */{total}"
+    return resp
+
+
+def _check_length(block_id: str, actual: int, expected: int) -> None:
+    # The id covers bucket, key, ETag and index but not the object size or the
+    # block size, so a query can name a resident block with other extents.
+    if actual != expected:
+        raise BadRequest(
+            f"block {block_id} has {actual} bytes here but the query describes {expected}"
+        )
+
+
+async def get_block(request: web.Request) -> web.StreamResponse:
+    """GET /blocks/{id}?b=&k=&e=&i=&s=&bs= with an optional in-block Range."""
+    svc = request.app[SERVICE]
+    bid, ref = parse_ref(request.match_info["block_id"], request.query)
+    total = block_length(ref)
+    try:
+        rng = parse_range(request.headers.get(hdrs.RANGE), total)
+    except InvalidRange as err:
+        return _invalid_range(err, total)
+    view = svc.store.get_memory(bid)
+    if view is not None:
+        _check_length(bid, view.nbytes, total)
+        svc.metrics.hit_bytes.labels("memory").inc(total if rng is None else rng.length)
+        return MemoryBlockResponse(view, "memory", total, rng)
+    if svc.store.tier_of(bid) == "ssd":
+        resp = await _from_ssd(request, svc, bid, total, rng)
+        if resp is not None:
+            return resp
+    if total == 0:  # the lone block of an empty object: nothing to read
+        return MemoryBlockResponse(memoryview(b""), "ufs", 0, rng)
+    data = await svc.fetch(bid, ref)
+    _check_length(bid, len(data), total)
+    svc.metrics.miss_bytes.inc(total if rng is None else rng.length)
+    return MemoryBlockResponse(memoryview(data), "ufs", total, rng)
+
+
+async def _from_ssd(
+    request: web.Request, svc: BlockService, bid: str, total: int, rng: ByteRange | None
+) -> SsdBlockResponse | None:
+    """An SSD response, or None when the file is gone or failed its checksum (then a miss)."""
+    handle = await svc.open_ssd(bid)
+    if handle is None:
+        return None
+    try:
+        _check_length(bid, handle.length, total)
+    except BadRequest:
+        handle.close()
+        raise
+    svc.metrics.hit_bytes.labels("ssd").inc(total if rng is None else rng.length)
+    return SsdBlockResponse(
+        handle,
+        total,
+        rng,
+        executor=svc.executor,
+        use_sendfile=request.app[USE_SENDFILE],
+        on_done=lambda: svc.promote_later(bid),
+    )
+
+
+async def head_block(request: web.Request) -> web.StreamResponse:
+    """HEAD /blocks/{id}: the GET headers of a resident block; 404 BlockNotFound otherwise."""
+    svc = request.app[SERVICE]
+    bid, ref = parse_ref(request.match_info["block_id"], request.query)
+    total = block_length(ref)
+    try:
+        rng = parse_range(request.headers.get(hdrs.RANGE), total)
+    except InvalidRange as err:
+        return _invalid_range(err, total)
+    tier = svc.store.tier_of(bid)
+    if tier is None:
+        raise BlockNotFound(f"block {bid} is not resident on this worker")
+    return _BlockResponse(tier, total, rng)
+
+
+@web.middleware
+async def count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count block requests by tier and status (outermost: sees error responses too)."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        _count(request, "none", exc.status)
+        raise
+    _count(request, resp.headers.get(H_TIER, "none"), resp.status)
+    return resp
+
+
+def _count(request: web.Request, tier: str, status: int) -> None:
+    if request.match_info.route.name in ("get_block", "head_block"):
+        request.app[SERVICE].metrics.requests.labels(tier, str(status)).inc()

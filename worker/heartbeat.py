@@ -1,0 +1,294 @@
+"""The worker's side of its conversation with the master.
+
+Theory of operation
+-------------------
+1. **Register** with a full block report (every resident block), its
+   capacity and usage. The master may start after the worker or restart at any
+   time, so registration is retried with capped, jittered exponential backoff
+   until it is answered. The reply names the under-store (which the worker
+   then opens: misses wait for it) and the heartbeat interval.
+2. **Beat** every interval with the block changes since the last
+   *acknowledged* beat, and the tier usage. Changes drained from the store go
+   into a ``DeltaBuffer`` first and leave it only when the master has answered
+   200, so a beat lost to a dead master or a 500 is resent, merged with newer
+   changes, next time: a delta is never lost. The buffer keeps each block's
+   *last* change rather than cancelling an add against a remove: resending
+   "removed X" is harmless if the master never heard of X, while cancelling
+   it would leave X on the master if an earlier beat had in fact arrived
+   (its reply lost).
+3. The master answers **UnknownWorker** when it has dropped this worker
+   (restart, timeout): go back to 1. A full report supersedes any buffered
+   deltas. The store is drained *before* the report is listed, so a change in
+   between is reported twice (harmless) rather than not at all.
+4. **Commands** in beat replies are executed: ``free`` removes blocks (the
+   removals reach the master in the next beat). Unknown kinds are logged
+   and skipped, so an older worker survives a newer master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
+import aiohttp
+
+from ..client.protocol import (
+    HEARTBEAT,
+    MSGPACK,
+    REGISTER,
+    Command,
+    ErrorBody,
+    HeartbeatReply,
+    HeartbeatRequest,
+    Message,
+    RegisterReply,
+    RegisterRequest,
+)
+from ..client.ufs import open_understore
+from ..tiering.blocks import is_block_id
+from ..tiering.errors import BadRequest, CacheError, UnknownWorker
+from .blocks import BlockService
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+MIN_INTERVAL = 0.05
+"""Floor on the master's heartbeat interval (a zero would spin)."""
+BACKOFF_BASE = 0.1
+
+
+class MasterUnreachable(Exception):
+    """The master did not answer (refused, reset, timed out): nothing is known to have arrived."""
+
+
+class DeltaBuffer:
+    """Block changes not yet acknowledged by the master; the last change per block wins."""
+
+    def __init__(self) -> None:
+        self._present: dict[str, bool] = {}
+
+    def __len__(self) -> int:
+        return len(self._present)
+
+    def merge(self, added: list[str], removed: list[str]) -> None:
+        """Fold in one drain of the store (whose two lists never share a block)."""
+        for b in removed:
+            self._present[b] = False
+        for b in added:
+            self._present[b] = True
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        """(added, removed) to send, each sorted."""
+        added = sorted(b for b, present in self._present.items() if present)
+        removed = sorted(b for b, present in self._present.items() if not present)
+        return added, removed
+
+    def clear(self) -> None:
+        """The master acknowledged everything pending (or a full report replaced it)."""
+        self._present.clear()
+
+
+def backoff(attempt: int, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): 0.1 s doubling up to ``cap``,
+    jittered down by up to half so a fleet of workers does not retry in lockstep."""
+    delay = min(cap, BACKOFF_BASE * 2.0 ** min(attempt, 30))
+    return delay * (0.5 + 0.5 * rand())
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, msg: Message, reply_cls: type[M], *, seconds: float
+) -> M:
+    """POST a msgpack message; the reply as ``reply_cls`` or the typed error the master sent.
+
+    MasterUnreachable when no answer came; CacheError subclasses for error
+    answers (an answer without an ErrorBody becomes a plain CacheError).
+    """
+    try:
+        async with session.post(
+            url,
+            data=msg.pack(),
+            headers={"Content-Type": MSGPACK},
+            timeout=aiohttp.ClientTimeout(total=seconds),
+        ) as resp:
+            body = await resp.read()
+            status, ctype = resp.status, resp.content_type
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise MasterUnreachable(f"{url}: {exc!r}") from exc
+    if status >= 300:
+        if ctype == MSGPACK:
+            try:
+                err = ErrorBody.unpack(body).to_error()
+            except BadRequest:
+                pass
+            else:
+                raise err
+        raise CacheError(f"master answered HTTP {status} to {url}: {body[:200]!r}")
+    try:
+        reply: M = reply_cls.unpack(body)
+    except BadRequest as exc:
+        raise CacheError(f"malformed reply from {url}: {exc.message}") from None
+    return reply
+
+
+class Heartbeat:
+    """Registers the worker, beats, and runs the master's commands. ``run()`` never returns."""
+
+    def __init__(
+        self,
+        service: BlockService,
+        session: aiohttp.ClientSession,
+        *,
+        master: str,
+        worker_id: str,
+        address: str,
+        timeout: float,
+        retry_max: float,
+    ) -> None:
+        self._svc = service
+        self._session = session
+        self._master = master.rstrip("/")
+        self.worker_id = worker_id
+        self._address = address
+        self._timeout = timeout
+        self._retry_max = retry_max
+        self._deltas = DeltaBuffer()
+        self._interval = 1.0
+        self._ufs_uri: str | None = None
+        """The under-store URI currently open."""
+        self._wanted_ufs: str | None = None
+        """The under-store URI the master named last."""
+        self.registrations = 0
+        """Successful registrations so far (re-registrations included)."""
+        self.registered = asyncio.Event()
+        """Set once the first registration succeeded."""
+        self.failed_beats = 0
+        """Heartbeats failed in a row (their changes are kept and resent)."""
+
+    async def run(self) -> None:
+        """Register, beat until the master forgets us, repeat; survive any error."""
+        while True:
+            try:
+                reply = await self._register()
+                await self._use_ufs(reply.ufs)
+                await self._beat_until_forgotten()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat loop failed; registering again in %.1fs", self._retry_max)
+                await asyncio.sleep(self._retry_max)
+
+    # ---- registration ----------------------------------------------------------
+
+    def _full_report(self) -> RegisterRequest:
+        """Blocking: drain first, then list (see the module docstring, point 3)."""
+        store = self._svc.store
+        store.drain_changes()
+        blocks = store.block_ids()
+        return RegisterRequest(
+            worker_id=self.worker_id,
+            address=self._address,
+            capacity=store.capacity(),
+            usage=store.usage(),
+            blocks=blocks,
+        )
+
+    async def _register(self) -> RegisterReply:
+        attempt = 0
+        while True:
+            request = await self._svc.run(self._full_report)
+            self._deltas.clear()
+            try:
+                reply = await post(
+                    self._session, self._master + REGISTER, request, RegisterReply,
+                    seconds=self._timeout,
+                )
+            except (MasterUnreachable, CacheError) as exc:
+                delay = backoff(attempt, self._retry_max)
+                loud = attempt in (0, 10) or attempt % 100 == 0
+                level = logging.WARNING if loud else logging.DEBUG
+                log.log(level, "cannot register with %s (attempt %d, retry in %.2fs): %s",
+                        self._master, attempt + 1, delay, exc)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if reply.worker_id != self.worker_id:
+                log.warning("master calls us %r; we keep %r", reply.worker_id, self.worker_id)
+            self._interval = max(reply.heartbeat_interval, MIN_INTERVAL)
+            self.registrations += 1
+            self.registered.set()
+            log.info("registered with %s as %s (%d blocks, beat every %.2fs)",
+                     self._master, self.worker_id, len(request.blocks), self._interval)
+            return reply
+
+    async def _use_ufs(self, uri: str) -> None:
+        """Open the under-store the master named, unless it is the one already open."""
+        self._wanted_ufs = uri
+        if uri == self._ufs_uri and self._svc.ufs.current is not None:
+            return
+        try:
+            ufs = open_understore(uri)
+        except Exception as exc:  # any failure here only blocks misses; retried each beat
+            self._svc.ufs.problem = f"the under-store {uri!r} cannot be opened: {exc}"
+            log.error("cannot open the under-store %r: %s", uri, exc)
+            return
+        self._ufs_uri = uri
+        old = self._svc.ufs.set(ufs)
+        if old is not None:
+            log.info("under-store changed to %s", uri)
+            await old.close()
+
+    # ---- beats -------------------------------------------------------------------
+
+    def _changes(self) -> tuple[list[str], list[str], dict[str, int]]:
+        store = self._svc.store
+        added, removed = store.drain_changes()
+        return added, removed, store.usage()
+
+    async def _beat_until_forgotten(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if self._wanted_ufs is not None and self._wanted_ufs != self._ufs_uri:
+                await self._use_ufs(self._wanted_ufs)  # opening failed before: retry
+            added, removed, usage = await self._svc.run(self._changes)
+            self._deltas.merge(added, removed)
+            pending_added, pending_removed = self._deltas.pending()
+            request = HeartbeatRequest(self.worker_id, pending_added, pending_removed, usage)
+            try:
+                reply = await post(
+                    self._session, self._master + HEARTBEAT, request, HeartbeatReply,
+                    seconds=self._timeout,
+                )
+            except UnknownWorker:
+                log.info("the master does not know %s any more: registering again", self.worker_id)
+                return
+            except (MasterUnreachable, CacheError) as exc:
+                # Loud once per outage, quiet while it lasts (a beat per interval).
+                level = logging.DEBUG if self.failed_beats else logging.WARNING
+                self.failed_beats += 1
+                log.log(level, "heartbeat to %s failed, keeping %d changes for the next one: %s",
+                        self._master, len(self._deltas), exc)
+                continue
+            if self.failed_beats:
+                log.warning("heartbeat to %s works again after %d failures",
+                            self._master, self.failed_beats)
+                self.failed_beats = 0
+            self._deltas.clear()
+            await self._execute(reply.commands)
+
+    async def _execute(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            try:
+                if cmd.kind == "free":
+                    ids = [b for b in cmd.blocks if is_block_id(b)]
+                    n = await self._svc.run(self._svc.store.remove, ids)
+                    log.debug("freed %d of %d blocks on the master's request", n, len(ids))
+                else:
+                    log.warning("ignoring unknown command %r from the master", cmd.kind)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("command %r failed", cmd.kind)

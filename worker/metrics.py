@@ -1,0 +1,94 @@
+"""The worker's Prometheus metrics, on a registry of its own.
+
+Each app gets its own ``CollectorRegistry`` (never the global one), so several
+workers can live in one process, as they do in tests. Tier sizes and the
+corrupt-block count are read from the store when scraped, so they are never
+stale and cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..tiering.store import TieredStore
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMetrics:
+    """Counters the request path updates."""
+
+    registry: CollectorRegistry
+    hit_bytes: Counter
+    """Bytes served from a tier, by tier (memory or ssd)."""
+    miss_bytes: Counter
+    """Bytes served that had to come from the under-store."""
+    ufs_read_bytes: Counter
+    """Bytes read from the under-store (whole blocks)."""
+    ufs_requests: Counter
+    """Reads issued to the under-store (failed ones included)."""
+    requests: Counter
+    """Block requests, by tier (memory, ssd, ufs or none) and HTTP status."""
+    promotions_failed: Counter
+    """Background promotions (SSD to memory) that raised."""
+
+    @classmethod
+    def create(cls) -> WorkerMetrics:
+        reg = CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=reg,
+            hit_bytes=Counter(
+                "pipecache_cache_hit_bytes", "Bytes served from a cache tier.", ["tier"],
+                registry=reg,
+            ),
+            miss_bytes=Counter(
+                "pipecache_cache_miss_bytes", "Bytes served that came from the under-store.",
+                registry=reg,
+            ),
+            ufs_read_bytes=Counter(
+                "pipecache_ufs_read_bytes", "Bytes read from the under-store.", registry=reg
+            ),
+            ufs_requests=Counter(
+                "pipecache_ufs_requests", "Reads issued to the under-store.", registry=reg
+            ),
+            requests=Counter(
+                "pipecache_worker_requests", "Block requests by tier and status.",
+                ["tier", "status"], registry=reg,
+            ),
+            promotions_failed=Counter(
+                "pipecache_worker_promotion_errors", "Background promotions that failed.",
+                registry=reg,
+            ),
+        )
+
+
+class StoreCollector(Collector):
+    """Reads tier usage, budgets and corruption counts from the store at scrape time."""
+
+    def __init__(self, store: Callable[[], TieredStore | None]) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        store = self._store()
+        used = GaugeMetricFamily(
+            "pipecache_worker_tier_used_bytes", "Bytes held per tier.", labels=["tier"]
+        )
+        cap = GaugeMetricFamily(
+            "pipecache_worker_tier_capacity_bytes", "Budget per tier.", labels=["tier"]
+        )
+        corrupt = CounterMetricFamily(
+            "pipecache_worker_corrupt_blocks", "SSD block files found corrupt and dropped."
+        )
+        if store is not None:
+            for tier, value in store.usage().items():
+                used.add_metric([tier], value)
+            for tier, value in store.capacity().items():
+                cap.add_metric([tier], value)
+            corrupt.add_metric([], store.stats().get("corrupt_dropped", 0))
+        yield used
+        yield cap
+        yield corrupt
