@@ -1,2 +1,370 @@
-def main() -> None:
-    print("hi")
+"""`pipecache`: one command for every service and the admin verbs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from .sizes import SIZE
+
+MASTER_ENV = "PIPECACHE_MASTER"
+
+
+def _logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_service(coro_factory: Any, *, uvloop: bool = True) -> None:
+    from ..client.web import install_uvloop
+
+    if uvloop:
+        install_uvloop()
+    try:
+        asyncio.run(coro_factory())
+    except KeyboardInterrupt:
+        pass
+
+
+def _check_or_fail(validate: Any) -> None:
+    try:
+        validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pipecache")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """pipecache: a tiered (memory, SSD) cache for S3 data, with an S3 gateway in front."""
+    _logging(verbose)
+
+
+# ---- services ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_MASTER_HOST")
+@click.option("--port", default=9000, show_default=True, envvar="PIPECACHE_MASTER_PORT")
+@click.option(
+    "--ufs",
+    required=True,
+    envvar="PIPECACHE_UFS",
+    help="Under-store: file:///path (sub-folders are buckets), http(s)://host:port (S3 endpoint) or s3://.",
+)
+@click.option("--block-size", type=SIZE, default="4MiB", show_default=True, envvar="PIPECACHE_BLOCK_SIZE")
+@click.option("--heartbeat-interval", type=float, default=1.0, show_default=True)
+@click.option(
+    "--worker-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds of silence after which a worker and its blocks are dropped.",
+)
+@click.option(
+    "--metadata-ttl",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="PIPECACHE_METADATA_TTL",
+    help="Seconds object metadata is trusted before the under-store is asked again.",
+)
+@click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
+def master(
+    host: str,
+    port: int,
+    ufs: str,
+    block_size: int,
+    heartbeat_interval: float,
+    worker_timeout: float,
+    metadata_ttl: float,
+    check_config: bool,
+) -> None:
+    """Run the master: workers, block locations, object metadata."""
+    from ..client.web import serve
+    from ..master import MasterSettings, make_app
+
+    s = MasterSettings(
+        host=host,
+        port=port,
+        ufs=ufs,
+        block_size=block_size,
+        heartbeat_interval=heartbeat_interval,
+        worker_timeout=worker_timeout,
+        metadata_ttl=metadata_ttl,
+    )
+    _check_or_fail(s.validate)
+    if check_config:
+        click.echo("master settings ok")
+        return
+    _run_service(lambda: serve(make_app(s), host, port, name="master"))
+
+
+@main.command()
+@click.option("--master", "master_url", required=True, envvar=MASTER_ENV, help="Master URL.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_WORKER_HOST")
+@click.option("--port", default=9100, show_default=True, envvar="PIPECACHE_WORKER_PORT")
+@click.option(
+    "--advertise",
+    default=None,
+    envvar="PIPECACHE_WORKER_ADVERTISE",
+    help="URL others reach this worker at (default http://HOST:PORT).",
+)
+@click.option("--worker-id", default=None, envvar="PIPECACHE_WORKER_ID")
+@click.option(
+    "--data-dir",
+    default="./.pipecache/worker",
+    show_default=True,
+    envvar="PIPECACHE_DATA_DIR",
+    help="SSD tier folder and the worker's id file.",
+)
+@click.option(
+    "--memory",
+    type=SIZE,
+    default=None,
+    envvar="PIPECACHE_MEMORY",
+    help="Memory tier budget (default: a quarter of available memory).",
+)
+@click.option(
+    "--ssd",
+    type=SIZE,
+    default=None,
+    envvar="PIPECACHE_SSD",
+    help="SSD tier budget (default: 80%% of free disk at --data-dir; 0 disables).",
+)
+@click.option("--policy", type=click.Choice(["lru", "lrfu"]), default="lru", show_default=True)
+@click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
+def worker(
+    master_url: str,
+    host: str,
+    port: int,
+    advertise: str | None,
+    worker_id: str | None,
+    data_dir: str,
+    memory: int | None,
+    ssd: int | None,
+    policy: str,
+    check_config: bool,
+) -> None:
+    """Run a worker: holds blocks in memory and on SSD, fetches misses from the under-store."""
+    from ..client.web import serve
+    from ..worker import WorkerSettings, make_app
+
+    s = WorkerSettings(
+        master=master_url,
+        host=host,
+        port=port,
+        advertise=advertise,
+        worker_id=worker_id,
+        data_dir=data_dir,
+        memory_bytes=memory,
+        ssd_bytes=ssd,
+        policy=policy,
+    )
+    _check_or_fail(s.validate)
+    if check_config:
+        click.echo("worker settings ok")
+        return
+    # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy.
+    _run_service(lambda: serve(make_app(s), host, port, name="worker"), uvloop=False)
+
+
+@main.command()
+@click.option("--master", "master_url", required=True, envvar=MASTER_ENV, help="Master URL.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_GATEWAY_HOST")
+@click.option("--port", default=8080, show_default=True, envvar="PIPECACHE_GATEWAY_PORT")
+@click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default=None, help="SigV4 access key id.")
+@click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default=None, help="SigV4 secret key.")
+@click.option("--region", default="us-east-1", show_default=True, envvar="PIPECACHE_REGION")
+@click.option(
+    "--anonymous", is_flag=True, help="Accept unsigned requests (no keys at all). For trusted networks only."
+)
+@click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
+def gateway(
+    master_url: str,
+    host: str,
+    port: int,
+    access_key: str | None,
+    secret_key: str | None,
+    region: str,
+    anonymous: bool,
+    check_config: bool,
+) -> None:
+    """Run the S3-compatible gateway."""
+    from ..client.web import serve
+    from ..gateway import GatewaySettings, make_app
+
+    s = GatewaySettings(
+        master=master_url,
+        host=host,
+        port=port,
+        access_key=access_key,
+        secret_key=secret_key,
+        region=region,
+        anonymous=anonymous,
+    )
+    _check_or_fail(s.validate)
+    if check_config:
+        click.echo("gateway settings ok")
+        return
+    _run_service(lambda: serve(make_app(s), host, port, name="gateway"))
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    default="./.pipecache",
+    show_default=True,
+    help="Where workers keep SSD blocks (and the default under-store).",
+)
+@click.option(
+    "--ufs",
+    default=None,
+    help="Under-store URI (default: file://DATA_DIR/ufs, whose sub-folders are buckets).",
+)
+@click.option("--gateway-port", default=8080, show_default=True)
+@click.option("--master-port", default=0, help="Master port (default: a free one).")
+@click.option("--workers", "n_workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--memory", type=SIZE, default="512MiB", show_default=True, help="Memory tier budget per worker."
+)
+@click.option(
+    "--ssd", type=SIZE, default="4GiB", show_default=True, help="SSD tier budget per worker (0 disables)."
+)
+@click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default="pipecache", show_default=True)
+@click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default="pipecache-secret", show_default=True)
+def up(**kw: Any) -> None:
+    """Run a whole cluster on this machine: master, workers and gateway on 127.0.0.1."""
+    from .up import run_up
+
+    sys.exit(run_up(**kw))
+
+
+# ---- admin verbs -------------------------------------------------------------
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise click.BadParameter(f"{uri!r}: expected s3://bucket/key")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise click.BadParameter(f"{uri!r}: no bucket")
+    return bucket, key
+
+
+def _admin(coro_factory: Any) -> Any:
+    from ..client import CacheError
+
+    try:
+        return asyncio.run(coro_factory())
+    except CacheError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+master_opt = click.option(
+    "--master",
+    "master_url",
+    envvar=MASTER_ENV,
+    default="http://127.0.0.1:9000",
+    show_default=True,
+    help="Master URL (or $PIPECACHE_MASTER).",
+)
+json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.argument("uri")
+def stat(master_url: str, as_json: bool, uri: str) -> None:
+    """Metadata of s3://BUCKET/KEY and where its blocks are cached."""
+    from ..client import connect
+    from ..tiering.blocks import block_count
+
+    bucket, key = _split_uri(uri)
+
+    async def go() -> dict[str, Any]:
+        async with connect(master_url) as pc:
+            info = await pc.stat(bucket, key, fresh=True)
+            ids = [
+                info.block_id(i) for i in range(block_count(info.size, info.block_size))
+            ]
+            where = await pc.locate(ids) if ids else {}
+            return {
+                **info.to_wire(),
+                "blocks": [{"index": i, "id": b, "workers": where.get(b, [])} for i, b in enumerate(ids)],
+            }
+
+    out = _admin(go)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    cached = sum(1 for b in out["blocks"] if b["workers"])
+    click.echo(f"{uri}\n  size {out['size']}  etag {out['etag']}  block size {out['block_size']}")
+    click.echo(f"  blocks cached: {cached}/{len(out['blocks'])}")
+    for b in out["blocks"]:
+        click.echo(f"  [{b['index']:>5}] {b['id']}  {', '.join(b['workers']) or '-'}")
+
+
+@main.command()
+@master_opt
+@json_opt
+def report(master_url: str, as_json: bool) -> None:
+    """Capacity and use of each worker and tier."""
+    from ..client import connect
+
+    async def go() -> list[dict[str, Any]]:
+        async with connect(master_url) as pc:
+            return [w.to_wire() for w in await pc.workers()]
+
+    workers = _admin(go)
+    if as_json:
+        click.echo(json.dumps({"workers": workers}, indent=2))
+        return
+    if not workers:
+        click.echo("no live workers")
+    for w in workers:
+        tiers = "  ".join(
+            f"{t}: {_human(w['usage'].get(t, 0))}/{_human(c)}" for t, c in sorted(w["capacity"].items())
+        )
+        click.echo(f"{w['worker_id']}  {w['address']}  blocks {w['blocks']}  {tiers}")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+@main.command("ls")
+@master_opt
+@json_opt
+@click.argument("uri")
+def ls_cmd(master_url: str, as_json: bool, uri: str) -> None:
+    """List s3://BUCKET/PREFIX through the master (one level, like `aws s3 ls`)."""
+    from ..client import connect
+
+    bucket, prefix = _split_uri(uri)
+
+    async def go() -> dict[str, Any]:
+        async with connect(master_url) as pc:
+            page = await pc.ls(bucket, prefix, delimiter="/")
+            return page.to_wire()
+
+    page = _admin(go)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for pre in page["prefixes"]:
+        click.echo(f"{'PRE':>12}  {pre}")
+    for e in page["entries"]:
+        click.echo(f"{e['size']:>12}  {e['key']}")

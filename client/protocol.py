@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
-from ..tiering.blocks import is_block_id
+from ..tiering.blocks import is_block_id, object_block_id
 from ..tiering.errors import BadRequest, CacheError, error_from_code
 
 MSGPACK = "application/x-msgpack"
@@ -48,7 +48,8 @@ T = TypeVar("T", bound="Message")
 
 
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def unpack(data: bytes) -> Any:
@@ -183,6 +184,9 @@ class ObjectInfo(Message):
     def validate(self) -> None:
         if self.size < 0 or self.block_size <= 0:
             raise BadRequest("ObjectInfo: negative size or block size")
+
+    def block_id(self, index: int) -> str:
+        return object_block_id(self.bucket, self.key, self.etag, self.size, self.block_size, index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +352,10 @@ class BlockRef:
     index: int
     size: int
     block_size: int
+
+    def block_id(self) -> str:
+        """The id these coordinates name (a worker refuses a request whose id differs)."""
+        return object_block_id(self.bucket, self.key, self.etag, self.size, self.block_size, self.index)
 
     def to_query(self) -> dict[str, str]:
         return {

@@ -8,6 +8,7 @@ are never served, they simply age out of the cache.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import xxhash
@@ -20,10 +21,14 @@ BlockId = str
 """A block id on the wire and on disk: 16 lowercase hex digits of an xxh3_64."""
 
 _SEP = b"\x00"
+_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def block_id(mount: str, key: str, etag: str, index: int) -> BlockId:
-    """Return the id of block ``index`` of the object version (mount, key, etag)."""
+    """Return the id of block ``index`` of the object version (mount, key, etag).
+
+    Callers pass a :func:`version_tag` as ``etag`` (see :func:`object_block_id`).
+    """
     h = xxhash.xxh3_64()
     # NUL cannot occur in a bucket name, and the key/etag are length-prefixed,
     # so distinct tuples never hash the same input bytes.
@@ -36,9 +41,25 @@ def block_id(mount: str, key: str, etag: str, index: int) -> BlockId:
     return h.hexdigest()
 
 
+def version_tag(etag: str, size: int, block_size: int) -> str:
+    """The object version as its blocks see it: ETag, size and the block size that cut it.
+
+    Binding size and block size into the id means a request that names an object
+    with a wrong size or block size names *other* blocks, so it can never store
+    wrongly cut bytes under the id honest readers use.
+    """
+    return f"{etag}\x00{size}\x00{block_size}"
+
+
+def object_block_id(mount: str, key: str, etag: str, size: int, block_size: int, index: int) -> BlockId:
+    """Id of block ``index`` of an object version of ``size`` bytes cut in ``block_size`` blocks."""
+    return block_id(mount, key, version_tag(etag, size, block_size), index)
+
+
 def is_block_id(value: str) -> bool:
     """True when ``value`` is a well-formed block id (safe to use in a file name)."""
-    return len(value) == 16 and all(c in "0123456789abcdef" for c in value)
+    # A compiled fullmatch: full block reports carry millions of ids.
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def block_count(size: int, block_size: int) -> int:

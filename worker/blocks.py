@@ -27,7 +27,7 @@ from typing import ParamSpec, TypeVar
 
 from ..client.protocol import BlockRef
 from ..client.ufs.base import UnderStore
-from ..tiering.blocks import BlockId, block_extent, block_id, is_block_id
+from ..tiering.blocks import BlockId, block_extent, is_block_id
 from ..tiering.errors import (
     BadRequest,
     CacheError,
@@ -74,7 +74,7 @@ def parse_ref(raw_id: str, query: Mapping[str, str]) -> tuple[BlockId, BlockRef]
     if not is_block_id(raw_id):
         raise BadRequest(f"malformed block id {raw_id[:40]!r}")
     ref = BlockRef.from_query(query)
-    expected = block_id(ref.bucket, ref.key, ref.etag, ref.index)
+    expected = ref.block_id()
     if expected != raw_id:
         raise BadRequest(f"block id {raw_id} does not match the query (it names block {expected})")
     return raw_id, ref

@@ -36,7 +36,6 @@ from pipecache.client.protocol import (
 )
 from pipecache.client.ufs import open_understore
 from pipecache.client.web import error_response, msgpack_response, read_message
-from pipecache.tiering.blocks import block_id
 from pipecache.tiering.errors import UnknownWorker
 from pipecache.tiering.ssd import HEADER_SIZE, block_path
 from pipecache.worker import WorkerSettings, make_app
@@ -127,7 +126,7 @@ class Obj:
         return BlockRef(BUCKET, key, etag or self.etag, index, len(self.data), BS)
 
     def bid(self, index: int) -> str:
-        return block_id(BUCKET, KEY, self.etag, index)
+        return self.ref(index).block_id()
 
     def block(self, index: int) -> bytes:
         return self.data[index * BS : (index + 1) * BS]
@@ -391,7 +390,7 @@ async def test_empty_object(worker: Client, ufs_root: Path) -> None:
     await ufs.close()
     ref = BlockRef(BUCKET, "empty", etag, 0, 0, BS)
     async with worker.get(
-        f"{BLOCKS}/{block_id(BUCKET, 'empty', etag, 0)}", params=ref.to_query()
+        f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()
     ) as r:
         assert r.status == 200 and await r.read() == b"" and r.headers[H_BLOCK_LENGTH] == "0"
 
@@ -467,7 +466,7 @@ async def test_changed_object_is_412(worker: Client, obj: Obj, ufs_root: Path) -
 async def test_missing_key_is_404(worker: Client, obj: Obj) -> None:
     ref = obj.ref(0, key="nope")
     async with worker.get(
-        f"{BLOCKS}/{block_id(BUCKET, 'nope', obj.etag, 0)}", params=ref.to_query()
+        f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()
     ) as r:
         assert r.status == 404 and ErrorBody.unpack(await r.read()).code == "NoSuchKey"
 

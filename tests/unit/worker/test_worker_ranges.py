@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from pipecache.client.protocol import BlockRef
-from pipecache.tiering.blocks import block_id
 from pipecache.tiering.errors import BadRequest, InvalidRange
 from pipecache.worker.blocks import ByteRange, block_length, parse_range, parse_ref
 
@@ -80,14 +79,22 @@ def _ref(**kw: object) -> BlockRef:
 
 def test_parse_ref_accepts_a_matching_id() -> None:
     ref = _ref()
-    bid = block_id("data", "a/b.bin", "e1", 1)
+    bid = _ref().block_id()
     assert parse_ref(bid, ref.to_query()) == (bid, ref)
 
 
 def test_parse_ref_refuses_another_blocks_id() -> None:
-    other = block_id("data", "a/b.bin", "e1", 2)
+    other = _ref(index=2).block_id()
     with pytest.raises(BadRequest, match="does not match"):
         parse_ref(other, _ref().to_query())
+
+
+@pytest.mark.parametrize("forged", [{"size": 9}, {"block_size": 8}, {"etag": "e2"}])
+def test_parse_ref_refuses_forged_object_layouts(forged: dict[str, object]) -> None:
+    # The id of the honest block, asked with another size, block size or ETag:
+    # such a request would cut other bytes, so it must not be stored under this id.
+    with pytest.raises(BadRequest, match="does not match"):
+        parse_ref(_ref().block_id(), _ref(**forged).to_query())
 
 
 @pytest.mark.parametrize("raw", ["", "xyz", "0123456789ABCDEF", "../../etc/passwd", "0" * 17])
@@ -97,7 +104,7 @@ def test_parse_ref_refuses_malformed_ids(raw: str) -> None:
 
 
 def test_parse_ref_refuses_bad_queries() -> None:
-    bid = block_id("data", "a/b.bin", "e1", 1)
+    bid = _ref().block_id()
     q = _ref().to_query()
     del q["bs"]
     with pytest.raises(BadRequest):

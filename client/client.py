@@ -1,0 +1,389 @@
+"""The async pipecache client: metadata from the master, bytes straight from workers.
+
+Reads never pass through the master: the client keeps the worker list (refreshed
+in the background), computes each block's owner by rendezvous placement, and
+GETs the block from that worker, which fetches it from the under-store on a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+
+from ..tiering.blocks import BlockSpan, spans
+from ..tiering.errors import (
+    CacheError,
+    ChecksumMismatch,
+    InterfaceError,
+    InvalidRange,
+    NoWorkers,
+    ObjectChanged,
+)
+from ..tiering.placement import Candidate, rank
+from . import protocol as p
+from .rpc import Empty, call, raise_for_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Tuning of a client; the defaults suit a gateway or a training job."""
+
+    timeout: float = 60.0
+    """Seconds for one RPC or one block GET."""
+    read_ahead: int = 4
+    """Blocks fetched ahead of the reader when streaming (memory bound: read_ahead x block size)."""
+    metadata_ttl: float = 5.0
+    """Seconds an object's metadata is reused without asking the master (0: always ask)."""
+    metadata_entries: int = 100_000
+    workers_ttl: float = 2.0
+    """Seconds between refreshes of the worker list."""
+    connections: int = 256
+    """Connection pool size towards workers and the master."""
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Bytes [start, end) of an object; ``end`` None means to the end."""
+
+    start: int = 0
+    end: int | None = None
+
+
+class _MetaCache:
+    """A small TTL + LRU map of object metadata (the master holds the long-lived copy)."""
+
+    def __init__(self, ttl: float, entries: int) -> None:
+        self._ttl, self._max = ttl, entries
+        self._items: OrderedDict[tuple[str, str], tuple[float, p.ObjectInfo]] = OrderedDict()
+
+    def get(self, bucket: str, key: str) -> p.ObjectInfo | None:
+        item = self._items.get((bucket, key))
+        if item is None or item[0] < time.monotonic():
+            return None
+        self._items.move_to_end((bucket, key))
+        return item[1]
+
+    def put(self, info: p.ObjectInfo) -> None:
+        if self._ttl <= 0:
+            return
+        self._items[(info.bucket, info.key)] = (time.monotonic() + self._ttl, info)
+        self._items.move_to_end((info.bucket, info.key))
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def drop(self, bucket: str, key: str) -> None:
+        self._items.pop((bucket, key), None)
+
+
+class Client:
+    """A connection to a pipecache cluster. Create it with :func:`connect`."""
+
+    def __init__(self, master: str, options: ClientOptions | None = None) -> None:
+        self.master = master.rstrip("/")
+        self.options = options or ClientOptions()
+        self._session: aiohttp.ClientSession | None = None
+        self._meta = _MetaCache(self.options.metadata_ttl, self.options.metadata_entries)
+        self._workers: dict[str, p.WorkerInfo] = {}
+        self._candidates: list[Candidate] = []
+        self._workers_at = 0.0
+        self._refresh: asyncio.Task[None] | None = None
+
+    # ---- lifecycle --------------------------------------------------------
+
+    async def start(self) -> Client:
+        if self._session is None:
+            conn = aiohttp.TCPConnector(limit=self.options.connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
+        return self
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Client:
+        return await self.start()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise InterfaceError("client is not started: use `async with connect(...)`")
+        return self._session
+
+    def _t(self, timeout: float | None) -> float:
+        return self.options.timeout if timeout is None else timeout
+
+    # ---- metadata ---------------------------------------------------------
+
+    async def stat(
+        self, bucket: str, key: str, *, fresh: bool = False, timeout: float | None = None
+    ) -> p.ObjectInfo:
+        """Metadata of an object (size, ETag, last-modified, block size)."""
+        if not fresh:
+            cached = self._meta.get(bucket, key)
+            if cached is not None:
+                return cached
+        info = await call(
+            self.session,
+            self.master + p.STAT,
+            p.ObjectInfo,
+            p.StatRequest(bucket, key),
+            timeout=self._t(timeout),
+        )
+        self._meta.put(info)
+        return info
+
+    async def ls(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        start_after: str = "",
+        token: str | None = None,
+        max_keys: int = 1000,
+        timeout: float | None = None,
+    ) -> p.ListPage:
+        """One page of a listing in key order; pass ``page.next_token`` for the next."""
+        req = p.ListRequest(bucket, prefix, delimiter, start_after, token, max_keys)
+        return await call(self.session, self.master + p.LIST, p.ListPage, req, timeout=self._t(timeout))
+
+    async def walk(
+        self, bucket: str, prefix: str = "", *, timeout: float | None = None
+    ) -> AsyncIterator[p.ListEntry]:
+        """Every object under ``prefix``, across pages."""
+        token: str | None = None
+        while True:
+            page = await self.ls(bucket, prefix, token=token, timeout=timeout)
+            for e in page.entries:
+                yield e
+            if not page.truncated or not page.next_token:
+                return
+            token = page.next_token
+
+    async def buckets(self, *, timeout: float | None = None) -> list[p.BucketInfo]:
+        reply = await call(self.session, self.master + p.BUCKETS, p.BucketsReply, timeout=self._t(timeout))
+        return reply.buckets
+
+    async def head_bucket(self, bucket: str, *, timeout: float | None = None) -> None:
+        """Raise NoSuchBucket unless ``bucket`` exists."""
+        await call(
+            self.session,
+            self.master + p.HEAD_BUCKET,
+            Empty,
+            p.BucketRequest(bucket),
+            timeout=self._t(timeout),
+        )
+
+    async def workers(self, *, timeout: float | None = None) -> list[p.WorkerInfo]:
+        """The live workers, as the master sees them."""
+        reply = await call(self.session, self.master + p.WORKERS, p.WorkersReply, timeout=self._t(timeout))
+        self._set_workers(reply.workers)
+        return reply.workers
+
+    async def locate(self, ids: list[str], *, timeout: float | None = None) -> dict[str, list[str]]:
+        """Which workers hold each block (absent: held nowhere)."""
+        reply = await call(
+            self.session,
+            self.master + p.LOCATE,
+            p.LocateReply,
+            p.LocateRequest(ids),
+            timeout=self._t(timeout),
+        )
+        return reply.locations
+
+    def _set_workers(self, workers: list[p.WorkerInfo]) -> None:
+        self._workers = {w.worker_id: w for w in workers}
+        self._candidates = [Candidate(w.worker_id, w.weight) for w in workers]
+        self._workers_at = time.monotonic()
+
+    async def _live_workers(self) -> list[Candidate]:
+        """The cached worker list; refreshed in the background once stale, so hot reads never wait."""
+        age = time.monotonic() - self._workers_at
+        if not self._candidates:
+            await self.workers()
+            if not self._candidates:
+                raise NoWorkers("the master knows no live worker")
+        elif age > self.options.workers_ttl and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self._refresh_workers())
+        return self._candidates
+
+    async def _refresh_workers(self) -> None:
+        try:
+            await self.workers()
+        except CacheError as exc:
+            log.warning("worker list refresh failed: %s", exc)
+
+    # ---- data -------------------------------------------------------------
+
+    async def _fetch_span(self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None) -> bytes:
+        """Bytes of one block span from its owner, falling back along the placement ranking."""
+        bid = info.block_id(span.index)
+        ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size)
+        headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
+        to = aiohttp.ClientTimeout(total=self._t(timeout))
+        last: Exception | None = None
+        for wid in rank(bid, await self._live_workers()):
+            worker = self._workers.get(wid)
+            if worker is None:
+                continue
+            url = f"{worker.address}{p.BLOCKS}/{bid}"
+            try:
+                async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
+                    await raise_for_error(resp)
+                    data = await resp.read()
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                # The worker is gone or stuck: the next-ranked one fetches from the under-store.
+                last = exc
+                self._workers_at = 0.0
+                continue
+            except (NoWorkers, ChecksumMismatch) as exc:
+                # Not ready yet (registering), or its copy is bad: another worker can answer.
+                last = exc
+                continue
+            except CacheError as exc:
+                if type(exc) is not CacheError:
+                    raise  # a typed answer about the object itself (missing, changed, slow down)
+                last = exc  # an internal error of that worker
+                continue
+            if len(data) != span.length:
+                last = CacheError(f"short block from {wid}: {len(data)} of {span.length} bytes")
+                continue
+            return data
+        raise NoWorkers(f"no worker could serve block {span.index} of {info.bucket}/{info.key}: {last}")
+
+    async def get(
+        self,
+        bucket: str,
+        key: str,
+        range: Range | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The object's bytes (or a range of them), read through the cache."""
+        for attempt in (0, 1):
+            info = await self.stat(bucket, key, fresh=attempt > 0, timeout=timeout)
+            try:
+                parts = [c async for c in self._iter_spans(info, range, timeout)]
+                return b"".join(parts)
+            except ObjectChanged:
+                # Our metadata was stale: the object was replaced. Read the new version once.
+                self._meta.drop(bucket, key)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def open(
+        self,
+        bucket: str,
+        key: str,
+        range: Range | None = None,
+        *,
+        timeout: float | None = None,
+        info: p.ObjectInfo | None = None,
+    ) -> ObjectReader:
+        """Stream an object block by block: ``async with pc.open(b, k) as r: async for chunk in r``."""
+        return ObjectReader(self, bucket, key, range, timeout, info)
+
+    async def _iter_spans(
+        self, info: p.ObjectInfo, range: Range | None, timeout: float | None
+    ) -> AsyncIterator[bytes]:
+        """Yield the spans of ``range`` in order, keeping ``read_ahead`` fetches in flight."""
+        start, end = (range.start, range.end) if range else (0, None)
+        if start < 0 or (end is not None and end < start):
+            raise InterfaceError(f"bad range {start}-{end}")
+        if start > 0 and start >= info.size:
+            raise InvalidRange(f"range start {start} is past the object's size {info.size}")
+        todo = iter(spans(info.size, info.block_size, start, end))
+        pending: list[asyncio.Task[bytes]] = []
+        depth = max(1, self.options.read_ahead)
+        try:
+            while True:
+                while len(pending) < depth:
+                    span = next(todo, None)
+                    if span is None:
+                        break
+                    pending.append(asyncio.create_task(self._fetch_span(info, span, timeout)))
+                if not pending:
+                    return
+                yield await pending.pop(0)
+        finally:
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+
+class ObjectReader:
+    """An async iterator over an object's bytes, block by block, with bounded read-ahead."""
+
+    def __init__(
+        self,
+        client: Client,
+        bucket: str,
+        key: str,
+        range: Range | None,
+        timeout: float | None,
+        info: p.ObjectInfo | None,
+    ) -> None:
+        self._client, self.bucket, self.key = client, bucket, key
+        self._range, self._timeout = range, timeout
+        self.info = info
+        self._it: AsyncIterator[bytes] | None = None
+
+    async def __aenter__(self) -> ObjectReader:
+        if self.info is None:
+            self.info = await self._client.stat(self.bucket, self.key, timeout=self._timeout)
+        self._it = self._client._iter_spans(self.info, self._range, self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._it is not None:
+            await self._it.aclose()  # type: ignore[attr-defined]
+            self._it = None
+
+    def __aiter__(self) -> ObjectReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._it is None:
+            raise InterfaceError("use the reader inside `async with`")
+        return await self._it.__anext__()
+
+    async def read(self) -> bytes:
+        """The rest of the stream in one buffer (for small objects)."""
+        return b"".join([c async for c in self])
+
+
+def connect(master: str, options: ClientOptions | None = None, **kw: object) -> Client:
+    """A client for the cluster whose master is at ``master``; use ``async with``.
+
+    Keyword arguments override fields of :class:`ClientOptions`.
+    """
+    if kw:
+        base = options or ClientOptions()
+        options = dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return Client(master, options)

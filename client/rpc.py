@@ -1,0 +1,66 @@
+"""HTTP plumbing of the client: msgpack RPCs to the master, block GETs to workers."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import aiohttp
+
+from ..tiering.errors import BadRequest, CacheError, NoWorkers, UnderStoreError
+from .protocol import MSGPACK, ErrorBody, Message, unpack
+
+M = TypeVar("M", bound=Message)
+
+
+async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
+    """Turn a non-2xx pipecache answer back into the typed error it carries."""
+    if resp.status < 300:
+        return
+    body = await resp.read()
+    if resp.content_type == MSGPACK:
+        try:
+            raise ErrorBody.unpack(body).to_error()
+        except BadRequest:
+            pass
+    raise CacheError(f"HTTP {resp.status} from {resp.url.host}:{resp.url.port}: {body[:200]!r}")
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    url: str,
+    reply_cls: type[M],
+    msg: Message | None = None,
+    *,
+    timeout: float | None = None,
+) -> M:
+    """POST ``msg`` (or GET when None) as msgpack and parse the reply as ``reply_cls``."""
+    to = aiohttp.ClientTimeout(total=timeout)
+    try:
+        if msg is None:
+            ctx = session.get(url, timeout=to)
+        else:
+            ctx = session.post(url, data=msg.pack(), headers={"Content-Type": MSGPACK}, timeout=to)
+        async with ctx as resp:
+            await raise_for_error(resp)
+            body = await resp.read()
+    except aiohttp.ClientError as exc:
+        raise NoWorkers(f"cannot reach {url}: {exc}") from exc
+    except TimeoutError as exc:
+        raise NoWorkers(f"{url} did not answer within {timeout}s") from exc
+    if reply_cls is _Empty:
+        return _Empty()  # type: ignore[return-value]
+    try:
+        return reply_cls.from_wire(unpack(body))
+    except BadRequest as exc:
+        raise UnderStoreError(f"malformed reply from {url}: {exc.message}") from None
+
+
+class _Empty(Message):
+    """A reply whose body carries nothing the caller needs."""
+
+    @classmethod
+    def from_wire(cls, data: object) -> _Empty:
+        return cls()
+
+
+Empty = _Empty
