@@ -1,0 +1,181 @@
+"""The S3-compatible HTTP endpoint: a thin aiohttp adapter over ``gateway.s3`` and the client.
+
+Every request is authenticated (SigV4) before anything else is looked at, then
+routed by the raw path (S3 keys are never normalised), served through the
+pipecache client, and every failure becomes an S3 XML error whose RequestId
+equals the ``x-amz-request-id`` header.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from ..client import CacheError, ClientOptions, connect
+from ..client.client import Client
+from ..client.web import health_handler, metrics_handler
+from . import objects
+from .s3 import errors as s3e
+from .s3 import requests as s3r
+from .s3 import sigv4
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+CLIENT = web.AppKey("client", Client)
+SETTINGS = web.AppKey("settings", GatewaySettings)
+REQUEST_ID = "pc_request_id"
+OP = "pc_op"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GatewayMetrics:
+    """Counters of one gateway app (its own registry: several apps may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pipecache_gateway_requests", "S3 requests answered", ["op", "status"], registry=self.registry
+        )
+        self.sent = Counter(
+            "pipecache_gateway_sent_bytes", "Object bytes sent to S3 clients", registry=self.registry
+        )
+
+
+METRICS = web.AppKey("metrics", GatewayMetrics)
+
+
+def _request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+def error_response(err: s3e.S3Error, request: web.Request) -> web.Response:
+    rid = request.get(REQUEST_ID) or _request_id()
+    headers = {"x-amz-request-id": rid, **err.headers}
+    if isinstance(err, s3e.NotModified):
+        return web.Response(status=304, headers=headers)
+    if request.method == "HEAD":
+        # HEAD answers carry no body: SDKs read the status alone.
+        return web.Response(status=err.status, headers=headers)
+    body = objects.error_body(err, rid)
+    return web.Response(status=err.status, body=body, content_type="application/xml", headers=headers)
+
+
+@web.middleware
+async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ids, S3 errors for every failure, and the request counter."""
+    request[REQUEST_ID] = _request_id()
+    request[OP] = "unknown"
+    try:
+        resp = await handler(request)
+    except s3e.S3Error as err:
+        resp = error_response(err, request)
+    except CacheError as err:
+        resp = error_response(s3e.from_cache_error(err), request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.raw_path[:200])
+        resp = error_response(s3e.InternalError(), request)
+    if not resp.prepared:
+        resp.headers.setdefault("x-amz-request-id", request[REQUEST_ID])
+        resp.headers.setdefault("Server", "pipecache")
+    metrics = request.app[METRICS]
+    metrics.requests.labels(request[OP], str(resp.status)).inc()
+    if request[OP] == "get_object" and resp.status in (200, 206):
+        metrics.sent.inc(resp.body_length)
+    return resp
+
+
+def authenticate(request: web.Request) -> None:
+    """SigV4 (header or presigned) before any lookup; raises the S3 error S3 would."""
+    settings = request.app[SETTINGS]
+    if settings.anonymous:
+        return
+    path, _, query = request.raw_path.partition("?")
+    creds = settings.credentials()
+    signed = sigv4.SignedRequest(request.method, path, query, request.headers)
+    result = sigv4.verify_request(signed, creds.get, time.time())
+    if request.method in ("GET", "HEAD") and result.content_sha256 not in (None, sigv4.EMPTY_SHA256):
+        if request.content_length:
+            raise s3e.S3NotImplemented("request bodies on GET and HEAD are not supported")
+        raise s3e.XAmzContentSHA256Mismatch()
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    authenticate(request)
+    bucket, key = s3r.parse_path(request.raw_path)
+    query = s3r.parse_query(request.raw_path.partition("?")[2])
+    names = {n for n, _ in query}
+    method = request.method
+    if method not in ("GET", "HEAD"):
+        request[OP] = f"{method.lower()}"
+        raise s3e.S3NotImplemented("pipecache does not accept writes yet: only reads are supported")
+    if bucket is None:
+        request[OP] = "list_buckets"
+        return await objects.list_buckets(request, request.app[CLIENT])
+    if key is None:
+        return await _bucket_op(request, bucket, query, names)
+    if names - objects.GET_OBJECT_PARAMS:
+        request[OP] = "object_subresource"
+        raise s3e.S3NotImplemented(f"?{sorted(names - objects.GET_OBJECT_PARAMS)[0]} is not supported")
+    request[OP] = "head_object" if method == "HEAD" else "get_object"
+    return await objects.get_object(request, request.app[CLIENT], bucket, key, query)
+
+
+async def _bucket_op(
+    request: web.Request, bucket: str, query: list[tuple[str, str]], names: set[str]
+) -> web.StreamResponse:
+    client = request.app[CLIENT]
+    if request.method == "HEAD":
+        request[OP] = "head_bucket"
+        await client.head_bucket(bucket)
+        return web.Response(status=200, headers={"x-amz-bucket-region": request.app[SETTINGS].region})
+    if "location" in names:
+        request[OP] = "get_bucket_location"
+        await client.head_bucket(bucket)
+        return objects.xml_response(objects.location_body(request.app[SETTINGS].region))
+    unsupported = names - objects.LIST_QUERY_PARAMS
+    if unsupported:
+        request[OP] = "bucket_subresource"
+        raise s3e.S3NotImplemented(f"?{sorted(unsupported)[0]} is not supported")
+    params = s3r.parse_list_params(query)
+    request[OP] = f"list_objects_v{params.version}"
+    return await objects.list_objects(request, client, bucket, params)
+
+
+def make_app(settings: GatewaySettings) -> web.Application:
+    """The gateway application; its client to the cluster lives for the app's lifetime."""
+    settings.validate()
+    app = web.Application(middlewares=[s3_middleware], client_max_size=1024**2)
+    app[SETTINGS] = settings
+    app[METRICS] = GatewayMetrics()
+
+    async def client_ctx(app: web.Application) -> AsyncIterator[None]:
+        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=settings.metadata_ttl)
+        async with connect(settings.master, opts) as client:
+            app[CLIENT] = client
+            yield
+
+    app.cleanup_ctx.append(client_ctx)
+    # /health and /metrics would be valid bucket names: they are served only without
+    # a signature, which no S3 client sends, so they never shadow a bucket.
+    app.router.add_route("*", "/{tail:.*}", _route)
+    return app
+
+
+async def _route(request: web.Request) -> web.StreamResponse:
+    if "authorization" not in request.headers and "X-Amz-Signature" not in request.query:
+        if request.path == "/health" and request.method == "GET":
+            return await health_handler(request)
+        if request.path == "/metrics" and request.method == "GET":
+            return await metrics_handler(request.app[METRICS].registry)(request)
+    return await dispatch(request)
+
+
+__all__ = ["GatewaySettings", "make_app"]

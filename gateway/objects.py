@@ -1,0 +1,191 @@
+"""GetObject/HeadObject, listings and buckets: S3 semantics on top of the client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..client import ObjectChanged, ObjectInfo, Range
+from ..client.client import Client
+from .s3 import errors as s3e
+from .s3 import requests as s3r
+from .s3 import xml as s3x
+
+log = logging.getLogger(__name__)
+
+PRESIGN_PARAMS = frozenset(
+    {
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "x-id",
+    }
+)
+"""Query parameters that are part of authentication or SDK bookkeeping, not of the operation."""
+OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+GET_OBJECT_PARAMS = PRESIGN_PARAMS | OVERRIDES.keys()
+LIST_QUERY_PARAMS = PRESIGN_PARAMS | {
+    "list-type",
+    "prefix",
+    "delimiter",
+    "max-keys",
+    "continuation-token",
+    "start-after",
+    "marker",
+    "encoding-type",
+    "fetch-owner",
+}
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+"""What S3 answers for an object stored without a Content-Type."""
+SINGLE_SHOT = 8 * 1024 * 1024
+"""Answers up to this size are read whole and sent in one write; larger ones stream."""
+
+
+def xml_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/xml")
+
+
+def error_body(err: s3e.S3Error, request_id: str) -> bytes:
+    return s3x.error_xml(err, request_id)
+
+
+def location_body(region: str) -> bytes:
+    return s3x.location_xml("" if region == "us-east-1" else region)
+
+
+def object_headers(info: ObjectInfo, query: list[tuple[str, str]]) -> dict[str, str]:
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": s3r.http_date(info.last_modified),
+        "Accept-Ranges": "bytes",
+        "Content-Type": DEFAULT_CONTENT_TYPE,
+    }
+    for name, value in query:
+        header = OVERRIDES.get(name)
+        if header is not None:
+            headers[header] = value
+    return headers
+
+
+async def get_object(
+    request: web.Request, client: Client, bucket: str, key: str, query: list[tuple[str, str]]
+) -> web.StreamResponse:
+    """GetObject and HeadObject. A version replaced under us is re-read once, fresh."""
+    for attempt in (0, 1):
+        info = await client.stat(bucket, key, fresh=attempt > 0)
+        try:
+            return await _answer(request, client, info, query)
+        except ObjectChanged:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _answer(
+    request: web.Request, client: Client, info: ObjectInfo, query: list[tuple[str, str]]
+) -> web.StreamResponse:
+    headers = object_headers(info, query)
+    if s3r.evaluate_conditions(request.headers, info.etag, info.last_modified) == "not_modified":
+        return web.Response(status=304, headers={k: headers[k] for k in ("ETag", "Last-Modified")})
+    rng = s3r.parse_range(request.headers.get("Range"), info.size)
+    start, end = rng if rng is not None else (0, info.size)
+    status = 206 if rng is not None else 200
+    if rng is not None:
+        headers["Content-Range"] = s3r.content_range(start, end, info.size)
+    length = end - start
+    if request.method == "HEAD":
+        resp = web.Response(status=status, headers=headers)
+        resp.headers["Content-Length"] = str(length)
+        return resp
+    if length == 0:
+        return web.Response(status=status, body=b"", headers=headers)
+    reader = client.open(info.bucket, info.key, Range(start, end), info=info)
+    async with reader:
+        chunks = aiter(reader)
+        # Pull the first block before sending headers: a missing or replaced object
+        # still gets a proper error (or a fresh retry) instead of a broken 200.
+        first = await anext(chunks)
+        if length <= SINGLE_SHOT and len(first) == length:
+            return web.Response(status=status, body=first, headers=headers)
+        return await _stream(request, status, headers, length, first, chunks)
+
+
+async def _stream(
+    request: web.Request,
+    status: int,
+    headers: dict[str, str],
+    length: int,
+    first: bytes,
+    rest: AsyncIterator[bytes],
+) -> web.StreamResponse:
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = length
+    await resp.prepare(request)
+    sent = 0
+    try:
+        await resp.write(first)
+        sent += len(first)
+        async for chunk in rest:
+            await resp.write(chunk)
+            sent += len(chunk)
+    except (ConnectionResetError, OSError) as exc:
+        log.debug("client went away after %d of %d bytes: %s", sent, length, exc)
+        return resp
+    except Exception as exc:
+        # Headers are gone: the only honest signal left is to cut the connection,
+        # so the client sees a short body (an error), never a truncated 200.
+        log.warning("stream of %s aborted after %d of %d bytes: %s", request.path[:200], sent, length, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+async def list_objects(
+    request: web.Request, client: Client, bucket: str, params: s3r.ListParams
+) -> web.Response:
+    if params.version == 2:
+        token, start_after = params.continuation_token, params.start_after or ""
+    else:
+        token, start_after = None, params.marker or ""
+    page = await client.ls(
+        bucket,
+        params.prefix,
+        delimiter=params.delimiter or "",
+        start_after=start_after,
+        token=token,
+        max_keys=params.max_keys,
+    )
+    entries = [s3x.ListingEntry(e.key, e.size, e.etag, e.last_modified) for e in page.entries]
+    if params.version == 2:
+        body = s3x.list_objects_v2_xml(
+            bucket, params, entries, page.prefixes, truncated=page.truncated, next_token=page.next_token
+        )
+    else:
+        next_marker = None
+        if page.truncated and params.delimiter:
+            # S3 sends NextMarker only with a delimiter; it is the last key or prefix returned.
+            next_marker = max([e.key for e in entries] + page.prefixes) if entries or page.prefixes else None
+        body = s3x.list_objects_v1_xml(
+            bucket, params, entries, page.prefixes, truncated=page.truncated, next_marker=next_marker
+        )
+    return xml_response(body)
+
+
+async def list_buckets(request: web.Request, client: Client) -> web.Response:
+    buckets = await client.buckets()
+    return xml_response(s3x.list_buckets_xml([(b.name, b.created) for b in buckets]))

@@ -1,0 +1,145 @@
+"""A real pipecache cluster for tests: master, workers and gateway as processes on loopback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipecache.cli.up import Cluster, free_port, wait_healthy
+from prometheus_client.parser import text_string_to_metric_families
+
+ACCESS_KEY = "pc-test-access"
+SECRET_KEY = "pc-test-secret-0123456789"
+
+
+def metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of a service's /metrics as {(name, sorted labels): value}."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric_sum(url: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for (n, labs), v in metrics(url).items():
+        if n == name and all(dict(labs).get(k) == val for k, val in labels.items()):
+            total += v
+    return total
+
+
+@dataclass
+class Worker:
+    index: int
+    port: int
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class PcCluster:
+    ufs: str
+    root: Path
+    block_size: str = "1MiB"
+    memory: str = "16MiB"
+    ssd: str = "512MiB"
+    n_workers: int = 2
+    procs: Cluster = field(default_factory=Cluster)
+    workers: list[Worker] = field(default_factory=list)
+    master_port: int = 0
+    gateway_port: int = 0
+
+    @property
+    def master(self) -> str:
+        return f"http://127.0.0.1:{self.master_port}"
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self) -> PcCluster:
+        self.master_port = free_port()
+        m = self.procs.spawn(
+            "master",
+            "master",
+            "--port",
+            str(self.master_port),
+            "--ufs",
+            self.ufs,
+            "--block-size",
+            self.block_size,
+            "--heartbeat-interval",
+            "0.2",
+            "--worker-timeout",
+            "3",
+            "--metadata-ttl",
+            "1",
+        )
+        wait_healthy(self.master, m)
+        for i in range(self.n_workers):
+            w = Worker(i, free_port(), self.root / f"worker-{i}")
+            self.workers.append(w)
+            self.start_worker(w)
+        self.gateway_port = free_port()
+        g = self.procs.spawn(
+            "gateway",
+            "gateway",
+            "--master",
+            self.master,
+            "--port",
+            str(self.gateway_port),
+            env={"PIPECACHE_ACCESS_KEY": ACCESS_KEY, "PIPECACHE_SECRET_KEY": SECRET_KEY},
+        )
+        wait_healthy(self.gateway, g)
+        self.wait_workers(self.n_workers)
+        return self
+
+    def start_worker(self, w: Worker) -> None:
+        w.proc = self.procs.spawn(
+            f"worker-{w.index}",
+            "worker",
+            "--master",
+            self.master,
+            "--port",
+            str(w.port),
+            "--data-dir",
+            str(w.data_dir),
+            "--memory",
+            self.memory,
+            "--ssd",
+            self.ssd,
+            "--worker-id",
+            f"w{w.index}",
+        )
+        wait_healthy(w.url, w.proc)
+
+    def stop_worker(self, w: Worker, sig: int = signal.SIGTERM) -> None:
+        assert w.proc is not None
+        w.proc.send_signal(sig)
+        w.proc.wait(15)
+        self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not w.proc]
+        w.proc = None
+
+    def wait_workers(self, n: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while metric_sum(self.master, "pipecache_master_workers") != n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"master did not see {n} workers")
+            time.sleep(0.1)
+
+    def worker_sum(self, name: str, **labels: str) -> float:
+        return sum(metric_sum(w.url, name, **labels) for w in self.workers if w.proc is not None)
+
+    def stop(self) -> None:
+        self.procs.stop()

@@ -1,0 +1,46 @@
+"""Fixtures for functional tests: a whole cluster in front of a real moto S3 server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cluster(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcCluster]:
+    """Master, two workers (small memory tier, SSD tier) and the gateway, in front of moto."""
+    c = PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def gw_env() -> dict[str, str]:
+    """Environment for AWS tools talking to the gateway."""
+    return {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+
+
+@pytest.fixture
+def gw(cluster: PcCluster):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at the gateway."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=cluster.gateway,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
