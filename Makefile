@@ -26,6 +26,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
+# Benchmarks are scripts, not tests: they need root for apt-get (nginx, wrk) and write bench/results/.
+bench: $(STAMP)
+	$(BIN)/python bench/hits.py $(ARGS)
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(ARGS)
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from cluster import ACCESS_KEY, PcCluster
+from cluster import ACCESS_KEY, PcCluster, metric_sum, metrics
 
 MiB = 1024 * 1024
 
@@ -239,3 +239,25 @@ def test_corrupted_block_file_is_detected_and_fetched_again(s3, gw, cluster: PcC
     assert gw.get_object(Bucket=b, Key="a")["Body"].read() == body
     assert cluster.worker_sum("pipecache_worker_corrupt_blocks_total") > corrupt_before
     assert cluster.worker_sum("pipecache_ufs_read_bytes_total") > ufs_before
+
+
+def test_metrics_name_the_tiers_the_under_store_and_the_operations(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
+    b = _bucket(s3, "metrics")
+    s3.put_object(Bucket=b, Key="m", Body=b"x" * 1000)
+    before = metric_sum(cluster.gateway, "pipecache_gateway_requests_total", op="get_object", status="200")
+    gw.get_object(Bucket=b, Key="m")["Body"].read()
+    gw.get_object(Bucket=b, Key="m")["Body"].read()
+    after = metric_sum(cluster.gateway, "pipecache_gateway_requests_total", op="get_object", status="200")
+    assert after - before == 2
+    with pytest.raises(ClientError):
+        gw.get_object(Bucket=b, Key="absent")
+    assert metric_sum(cluster.gateway, "pipecache_gateway_requests_total", op="get_object", status="404") >= 1
+    samples = {name for w in cluster.workers for (name, _labels) in metrics(w.url)}
+    assert {"pipecache_cache_hit_bytes_total", "pipecache_ufs_read_bytes_total"} <= samples
+    tiers = {
+        dict(labels).get("tier")
+        for w in cluster.workers
+        for (name, labels) in metrics(w.url)
+        if name == "pipecache_cache_hit_bytes_total"
+    }
+    assert {"memory", "ssd"} <= tiers

@@ -1,0 +1,251 @@
+"""Shared benchmark plumbing: a pipecache cluster, nginx over the same files, wrk and curl."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "tests" / "functional"))
+
+from pipecache.cli.up import Cluster, free_port, wait_healthy  # noqa: E402
+
+ACCESS, SECRET = "bench-access", "bench-secret"
+
+
+def need(*tools: str) -> None:
+    """Install Debian packages for missing tools (benchmarks only; the test suite needs none)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pkgs = {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", *[pkgs.get(t, t) for t in missing]], check=True)
+
+
+@dataclass
+class PcCluster:
+    ufs_root: Path
+    data: Path
+    memory: str
+    ssd: str
+    workers: int = 1
+    block_size: str = "4MiB"
+    procs: Cluster = field(default_factory=Cluster)
+    gateway: str = ""
+    master: str = ""
+    worker_urls: list[str] = field(default_factory=list)
+
+    def start(self) -> PcCluster:
+        mport = free_port()
+        self.master = f"http://127.0.0.1:{mport}"
+        m = self.procs.spawn(
+            "master",
+            "master",
+            "--port",
+            str(mport),
+            "--ufs",
+            self.ufs_root.as_uri(),
+            "--block-size",
+            self.block_size,
+        )
+        wait_healthy(self.master, m)
+        for i in range(self.workers):
+            port = free_port()
+            w = self.procs.spawn(
+                f"worker-{i}",
+                "worker",
+                "--master",
+                self.master,
+                "--port",
+                str(port),
+                "--data-dir",
+                str(self.data / f"w{i}"),
+                "--memory",
+                self.memory,
+                "--ssd",
+                self.ssd,
+                "--worker-id",
+                f"w{i}",
+            )
+            self.worker_urls.append(f"http://127.0.0.1:{port}")
+            wait_healthy(self.worker_urls[-1], w)
+        gport = free_port()
+        self.gateway = f"http://127.0.0.1:{gport}"
+        g = self.procs.spawn(
+            "gateway",
+            "gateway",
+            "--master",
+            self.master,
+            "--port",
+            str(gport),
+            env={"PIPECACHE_ACCESS_KEY": ACCESS, "PIPECACHE_SECRET_KEY": SECRET},
+        )
+        wait_healthy(self.gateway, g)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                [sys.executable, "-m", "pipecache.cli", "report", "--master", self.master, "--json"],
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode == 0 and len(json.loads(out.stdout)["workers"]) == self.workers:
+                break
+            time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        self.procs.stop()
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read()
+    except OSError:
+        return None
+
+
+class Nginx:
+    """nginx serving ``root`` as static files on a free port (sendfile on, tcp_nopush off)."""
+
+    def __init__(self, root: Path, workdir: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "nginx.conf"
+        conf.write_text(f"""
+worker_processes {workers};
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    keepalive_requests 1000000;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(workdir)])
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 10
+        while _get(self.url + "/") is None and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((workdir / "error.log").read_text())
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def curl_speed(url: str, repeats: int = 5) -> float:
+    """Median bytes/s of a single-stream GET of ``url`` (body discarded)."""
+    speeds = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        speed, code = out.stdout.split()
+        if code not in ("200", "206"):
+            raise RuntimeError(f"{url} answered {code}")
+        speeds.append(float(speed))
+    speeds.sort()
+    return speeds[len(speeds) // 2]
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(base: str, paths_file: Path, connections: int, seconds: int, threads: int = 1) -> WrkResult:
+    """wrk against ``base`` with each request's path drawn at random from ``paths_file``."""
+    script = paths_file.with_suffix(".lua")
+    script.write_text(f"""
+local paths = {{}}
+for line in io.lines("{paths_file}") do paths[#paths + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+""")
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    dist = out.partition("Latency Distribution")[2]
+    if not dist:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
+    p50 = _ms(re.search(r"50%\s+(\S+)", dist).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", dist).group(1))  # type: ignore[union-attr]
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    return WrkResult(rps, p50, p99, errs)
+
+
+def presigner(endpoint: str):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+    def url(bucket: str, key: str) -> str:
+        return str(
+            s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
+        )
+
+    return url
