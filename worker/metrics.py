@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..client.protocol import TIERS
 from ..tiering.store import TieredStore
 
 
@@ -39,7 +40,7 @@ class WorkerMetrics:
     @classmethod
     def create(cls) -> WorkerMetrics:
         reg = CollectorRegistry(auto_describe=True)
-        return cls(
+        metrics = cls(
             registry=reg,
             hit_bytes=Counter(
                 "pipecache_cache_hit_bytes", "Bytes served from a cache tier.", ["tier"],
@@ -64,6 +65,11 @@ class WorkerMetrics:
                 registry=reg,
             ),
         )
+        # Every tier's series exists from the start (at 0), so rates and dashboards
+        # work before the first hit of a tier.
+        for tier in TIERS:
+            metrics.hit_bytes.labels(tier)
+        return metrics
 
 
 class StoreCollector(Collector):
