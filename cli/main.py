@@ -368,3 +368,12 @@ def ls_cmd(master_url: str, as_json: bool, uri: str) -> None:
         click.echo(f"{'PRE':>12}  {pre}")
     for e in page["entries"]:
         click.echo(f"{e['size']:>12}  {e['key']}")
+
+
+def _register_groups() -> None:
+    from .watcher import watcher
+
+    main.add_command(watcher)
+
+
+_register_groups()
