@@ -32,6 +32,8 @@ STAT = f"{API}/stat"
 LIST = f"{API}/list"
 BUCKETS = f"{API}/buckets"
 HEAD_BUCKET = f"{API}/head_bucket"
+INVALIDATE = f"{API}/invalidate"
+CONFIG = f"{API}/config"
 # Worker endpoint: GET BLOCKS/{block_id}?<BlockRef query>, optional Range header.
 BLOCKS = "/blocks"
 HEALTH = "/health"
@@ -180,10 +182,24 @@ class ObjectInfo(Message):
     last_modified: float
     """Seconds since the epoch."""
     block_size: int = 4 * 1024 * 1024
+    content_type: str = ""
+    """The stored Content-Type ("" when unknown: readers fall back to a default)."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """User metadata (``x-amz-meta-*`` names without the prefix, lower-case)."""
+    partial: bool = False
+    """True when built from a listing entry: content_type and metadata are not known."""
 
     def validate(self) -> None:
         if self.size < 0 or self.block_size <= 0:
             raise BadRequest("ObjectInfo: negative size or block size")
+
+    def to_wire(self) -> dict[str, Any]:
+        out = Message.to_wire(self)
+        # The appended fields travel only when set: peers that predate them see the old shape.
+        for name in ("content_type", "metadata", "partial"):
+            if not out[name]:
+                del out[name]
+        return out
 
     def block_id(self, index: int) -> str:
         return object_block_id(self.bucket, self.key, self.etag, self.size, self.block_size, index)
@@ -217,6 +233,8 @@ class BucketInfo(Message):
 class StatRequest(Message):
     bucket: str
     key: str
+    full: bool = False
+    """Ask for content type and metadata too: a cached listing entry is not enough."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,3 +396,35 @@ class BlockRef:
         if ref.index * ref.block_size >= max(ref.size, 1):
             raise BadRequest("block query: index past the end of the object")
         return ref
+
+
+# ---- writes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidateRequest(Message):
+    """Forget cached metadata after a write: one ``key``, or every key under ``prefix``."""
+
+    bucket: str
+    key: str = ""
+    prefix: str = ""
+
+    def validate(self) -> None:
+        if not self.bucket:
+            raise BadRequest("InvalidateRequest: bucket is required")
+        if self.key and self.prefix:
+            raise BadRequest("InvalidateRequest: give a key or a prefix, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidateReply(Message):
+    dropped: int = 0
+    """How many cached entries were dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReply(Message):
+    """What a client needs to write: the under-store URI (credentials come from its own env)."""
+
+    ufs: str
+    block_size: int = 4 * 1024 * 1024

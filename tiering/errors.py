@@ -127,3 +127,31 @@ def error_from_code(code: str, message: str = "") -> CacheError:
     """Rebuild the typed error named by a wire ``code`` (unknown codes: CacheError)."""
     cls = _REGISTRY.get(code, CacheError)
     return cls(message or code)
+
+
+class BucketNotEmpty(CacheError):
+    """DeleteBucket on a bucket that still holds objects."""
+
+    code = "BucketNotEmpty"
+    http_status = 409
+
+
+class BucketAlreadyOwnedByYou(CacheError):
+    """CreateBucket of a bucket that already exists (and is ours)."""
+
+    code = "BucketAlreadyOwnedByYou"
+    http_status = 409
+
+
+class NoSuchUpload(CacheError):
+    """The multipart upload does not exist (never created, completed or aborted)."""
+
+    code = "NoSuchUpload"
+    http_status = 404
+
+
+class InvalidPart(CacheError):
+    """A part named to complete an upload is missing or its ETag does not match."""
+
+    code = "InvalidPart"
+    http_status = 400

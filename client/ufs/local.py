@@ -14,26 +14,42 @@ granularity (a few ms on Linux) keeps the ETag.
 
 All blocking file system work runs in a thread (``asyncio.to_thread``), one hop
 per call.
+
+Writes go to a temporary file next to the target (same folder, so the same
+file system), named with :data:`TMP_PREFIX` (such names are never listed and
+never accepted as keys), and are renamed over the target with ``os.replace``
+once complete: a reader sees the old file or the new one, never a part. The
+new file gets an mtime of "now" in nanoseconds so its ETag differs from any
+earlier version even if the inode number is reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import errno
+import hashlib
 import os
 import re
+import secrets
+import shutil
 import stat
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import NoReturn
 
 import xxhash
 
 from ...tiering.errors import (
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
     InterfaceError,
+    InvalidPart,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchUpload,
     ObjectChanged,
     UnderStoreError,
 )
@@ -46,6 +62,14 @@ MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _STAT_KEY = struct.Struct("<qqQ")
+TMP_PREFIX = ".pipecache-tmp."
+"""Name prefix of files being written: hidden from listings, refused as key segments."""
+UPLOADS_DIR = ".pipecache-uploads"
+"""Folder of the root where multipart uploads are staged (not a bucket name: never listed)."""
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
+_PART_RE = re.compile(r"part-([0-9]{5})\.([0-9a-f]{32})")
+_WRITE_BUFFER = 1024 * 1024
+"""Bytes gathered from a streamed body before one write to disk (one thread hop)."""
 
 
 def valid_bucket_name(name: str) -> bool:
@@ -81,6 +105,8 @@ def check_key(key: str) -> None:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise InterfaceError(f"key {key[:64]!r} has an empty, '.' or '..' segment")
+        if segment.startswith(TMP_PREFIX):
+            raise InterfaceError(f"key {key[:64]!r}: {TMP_PREFIX!r} names are reserved")
 
 
 def local_etag(st: os.stat_result) -> str:
@@ -239,8 +265,320 @@ class LocalUnderStore:
         """NoSuchBucket unless ``bucket`` is a sub-folder of the root."""
         await asyncio.to_thread(self._bucket_dir, bucket)
 
+    # ---- writes ----
+
+    def _entry_path(self, bucket: str, key: str) -> tuple[str, str]:
+        """(bucket folder, path of the key's own directory entry).
+
+        The parent is resolved but the last segment is not: writing or
+        deleting a key that is a symlink replaces or removes the link, never
+        its target.
+        """
+        check_key(key)
+        base = self._bucket_dir(bucket)
+        parent, name = os.path.split(os.path.join(base, key))
+        path = os.path.join(os.path.realpath(parent), name)
+        if not _inside(base, path):
+            raise InterfaceError(f"key {key[:64]!r} resolves outside bucket {bucket!r}")
+        return base, path
+
+    def _open_temp(self, bucket: str, key: str) -> _TempFile:
+        _, path = self._entry_path(bucket, key)
+        parent = os.path.dirname(path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            if os.path.isdir(path) and not os.path.islink(path):
+                raise InterfaceError(f"key {key[:64]!r} names a folder holding other keys")
+            return _TempFile.create(parent, path)
+        except (FileExistsError, NotADirectoryError):
+            raise InterfaceError(f"key {key[:64]!r}: a prefix of it is an object here") from None
+        except OSError as exc:
+            _raise_os_error(exc, key)
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes] | bytes,
+        size: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Write to a temporary file, then rename it over the key (see the module docstring).
+
+        Content type and metadata are not kept (no sidecar files): reads
+        answer the S3 default type.
+        """
+        tmp = await asyncio.to_thread(self._open_temp, bucket, key)
+        try:
+            written = await _write_body(tmp, body)
+            if size is not None and written != size:
+                raise InterfaceError(f"body of {written} bytes, {size} announced")
+            st = await asyncio.to_thread(tmp.commit, key)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(tmp.discard))
+            raise
+        return ObjectInfo(bucket, key, st.st_size, local_etag(st), st.st_mtime)
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Unlink the file; a missing key (or a folder) is not an error, as in S3."""
+        await asyncio.to_thread(self._delete, bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
+        try:
+            _, path = self._entry_path(bucket, key)
+        except InterfaceError:
+            return  # no such key can exist here
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EISDIR:
+                _raise_os_error(exc, key)
+
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        """Copy the file's bytes to a temporary file and rename it over the destination."""
+        st = await asyncio.to_thread(self._copy, src_bucket, src_key, dst_bucket, dst_key)
+        return ObjectInfo(dst_bucket, dst_key, st.st_size, local_etag(st), st.st_mtime)
+
+    def _copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> os.stat_result:
+        src, _ = self._stat_object(src_bucket, src_key)
+        tmp = self._open_temp(dst_bucket, dst_key)
+        try:
+            with open(src, "rb") as f:
+                while chunk := f.read(_WRITE_BUFFER):
+                    tmp.write(chunk)
+            return tmp.commit(dst_key)
+        except BaseException:
+            tmp.discard()
+            raise
+
+    async def create_bucket(self, bucket: str) -> None:
+        """A new sub-folder of the root."""
+        await asyncio.to_thread(self._create_bucket, bucket)
+
+    def _create_bucket(self, bucket: str) -> None:
+        if not valid_bucket_name(bucket):
+            raise InterfaceError(f"{bucket[:64]!r} is not a valid bucket name")
+        try:
+            os.mkdir(os.path.join(self.root, bucket))
+        except FileExistsError:
+            raise BucketAlreadyOwnedByYou(f"bucket {bucket!r} exists") from None
+        except OSError as exc:
+            raise UnderStoreError(f"creating bucket {bucket!r}: {exc.strerror or exc}") from None
+
+    async def delete_bucket(self, bucket: str) -> None:
+        """Remove the folder (with any empty sub-folders); BucketNotEmpty if it holds a file."""
+        await asyncio.to_thread(self._delete_bucket, bucket)
+
+    def _delete_bucket(self, bucket: str) -> None:
+        base = self._bucket_dir(bucket)
+        if _has_file(base, base, MAX_KEY_BYTES):
+            raise BucketNotEmpty(f"bucket {bucket!r} is not empty")
+        link = os.path.join(self.root, bucket)
+        try:
+            if os.path.islink(link):
+                os.unlink(link)  # the bucket is a link: remove it, leave its target alone
+            else:
+                shutil.rmtree(base)
+        except OSError as exc:
+            raise UnderStoreError(f"deleting bucket {bucket!r}: {exc.strerror or exc}") from None
+
+    # ---- multipart uploads ----
+    #
+    # Parts are staged in ROOT/.pipecache-uploads/<upload id>/ (not a valid
+    # bucket name, so never listed): a "meta" file naming the bucket and key,
+    # and one file per part, "part-NNNNN.<md5 hex>", written like an object
+    # (temporary name, then rename). Completing concatenates the named parts
+    # into a temporary file next to the key, renames it over the key, and
+    # removes the staging folder. Part sizes are not checked (S3 wants 5 MiB
+    # but the last); content type and metadata are not kept (as for puts).
+
+    def _upload_dir(self, bucket: str, key: str, upload_id: str) -> str:
+        if _UPLOAD_ID_RE.fullmatch(upload_id) is None:
+            raise NoSuchUpload(f"no upload {upload_id[:40]!r}")
+        path = os.path.join(self.root, UPLOADS_DIR, upload_id)
+        try:
+            with open(os.path.join(path, "meta"), encoding="utf-8") as f:
+                owner = f.read()
+        except OSError:
+            raise NoSuchUpload(f"no upload {upload_id!r}") from None
+        if owner != f"{bucket}\n{key}":
+            raise NoSuchUpload(f"upload {upload_id!r} is not for {bucket}/{key}")
+        return path
+
+    async def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """A new staging folder; its id."""
+        return await asyncio.to_thread(self._create_upload, bucket, key)
+
+    def _create_upload(self, bucket: str, key: str) -> str:
+        self._entry_path(bucket, key)  # the key must be storable and the bucket exist
+        upload_id = secrets.token_hex(16)
+        path = os.path.join(self.root, UPLOADS_DIR, upload_id)
+        try:
+            os.makedirs(path)
+            with open(os.path.join(path, "meta"), "w", encoding="utf-8") as f:
+                f.write(f"{bucket}\n{key}")
+        except OSError as exc:
+            raise UnderStoreError(f"staging an upload: {exc.strerror or exc}") from None
+        return upload_id
+
+    async def put_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes] | bytes,
+        size: int | None = None,
+    ) -> str:
+        """Stage one part (replacing an earlier one of that number); its ETag (MD5 hex)."""
+        if not 1 <= part_number <= 10000:
+            raise InterfaceError(f"part number {part_number} is not 1..10000")
+        path = await asyncio.to_thread(self._upload_dir, bucket, key, upload_id)
+        tmp = await asyncio.to_thread(_TempFile.create, path, "")
+        md5 = hashlib.md5()
+        try:
+            written = await _write_body(tmp, body, md5)
+            if size is not None and written != size:
+                raise InterfaceError(f"body of {written} bytes, {size} announced")
+            etag = md5.hexdigest()
+            tmp.target = os.path.join(path, f"part-{part_number:05d}.{etag}")
+            await asyncio.to_thread(tmp.commit, key)
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(tmp.discard))
+            raise
+        await asyncio.to_thread(_drop_other_parts, path, part_number, etag)
+        return etag
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
+    ) -> ObjectInfo:
+        """Concatenate the named parts into the object; InvalidPart for a missing or changed one."""
+        st = await asyncio.to_thread(self._complete, bucket, key, upload_id, parts)
+        return ObjectInfo(bucket, key, st.st_size, local_etag(st), st.st_mtime)
+
+    def _complete(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
+    ) -> os.stat_result:
+        path = self._upload_dir(bucket, key, upload_id)
+        files = []
+        for number, etag in parts:
+            part = os.path.join(path, f"part-{number:05d}.{etag.strip(chr(34)).lower()}")
+            if _PART_RE.fullmatch(os.path.basename(part)) is None or not os.path.isfile(part):
+                raise InvalidPart(f"part {number} with ETag {etag[:40]!r} was not uploaded")
+            files.append(part)
+        tmp = self._open_temp(bucket, key)
+        try:
+            for part in files:
+                with open(part, "rb") as f:
+                    while chunk := f.read(_WRITE_BUFFER):
+                        tmp.write(chunk)
+            st = tmp.commit(key)
+        except BaseException:
+            tmp.discard()
+            raise
+        shutil.rmtree(path, ignore_errors=True)
+        return st
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Remove the staging folder; NoSuchUpload if there is none."""
+        path = await asyncio.to_thread(self._upload_dir, bucket, key, upload_id)
+        await asyncio.to_thread(shutil.rmtree, path, True)
+
     async def close(self) -> None:
         """Nothing to release: every call opens and closes its own files."""
+
+
+class _TempFile:
+    """A file being written (blocking methods, called in a worker thread)."""
+
+    def __init__(self, fd: int, path: str, target: str) -> None:
+        self.fd: int | None = fd
+        self.path, self.target = path, target
+
+    @classmethod
+    def create(cls, folder: str, target: str) -> _TempFile:
+        """A new temporary file in ``folder`` (exclusive create, never through a symlink)."""
+        path = os.path.join(folder, TMP_PREFIX + secrets.token_hex(8))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return cls(os.open(path, flags, 0o644), path, target)
+
+    def write(self, data: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def commit(self, key: str) -> os.stat_result:
+        """Flush, stamp and rename over the target; the new file's stat."""
+        assert self.fd is not None
+        now = time.time_ns()
+        os.utime(self.fd, ns=(now, now))
+        os.fsync(self.fd)  # this is the real store, not a cache: survive a crash
+        st = os.fstat(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        try:
+            os.replace(self.path, self.target)
+        except (IsADirectoryError, NotADirectoryError):
+            raise InterfaceError(f"key {key[:64]!r} names a folder holding other keys") from None
+        except OSError as exc:
+            _raise_os_error(exc, key)
+        return st
+
+    def discard(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _drop_other_parts(folder: str, number: int, etag: str) -> None:
+    """Remove earlier uploads of part ``number`` (a part uploaded again replaces the old one)."""
+    keep = f"part-{number:05d}.{etag}"
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(f"part-{number:05d}.") and entry.name != keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+async def _write_body(
+    tmp: _TempFile, body: AsyncIterator[bytes] | bytes, digest: hashlib._Hash | None = None
+) -> int:
+    """Write ``body`` to ``tmp`` in buffers of about :data:`_WRITE_BUFFER`; the byte count."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        data = bytes(body)
+        if digest is not None:
+            digest.update(data)
+        await asyncio.to_thread(tmp.write, data)
+        return len(data)
+    pending: builtins.list[bytes] = []
+    buffered = written = 0
+    async for chunk in body:
+        if digest is not None:
+            digest.update(chunk)
+        pending.append(chunk)
+        buffered += len(chunk)
+        if buffered >= _WRITE_BUFFER:
+            await asyncio.to_thread(tmp.write, b"".join(pending))
+            written += buffered
+            pending, buffered = [], 0
+    if pending:
+        await asyncio.to_thread(tmp.write, b"".join(pending))
+        written += buffered
+    return written
 
 
 def _read_fd(fd: int, key: str, start: int, length: int, etag: str | None) -> bytes:
@@ -319,7 +657,7 @@ def _entries(base: str, prefix: str, delimiter: str, bound: str) -> Iterator[Lis
 
 def _kind(entry: os.DirEntry[str], base: str) -> str | None:
     """'file', 'dir' or None (skip) for one directory entry of a bucket."""
-    if not _name_ok(entry.name):
+    if not _name_ok(entry.name) or entry.name.startswith(TMP_PREFIX):
         return None
     if entry.is_dir(follow_symlinks=False):
         return "dir"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,10 +21,14 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...tiering.errors import (
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
     CacheError,
     InterfaceError,
+    InvalidPart,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchUpload,
     ObjectChanged,
     SlowDown,
     UnderStoreError,
@@ -37,6 +44,13 @@ MAX_ATTEMPTS = 3
 Standard mode retries throttling (SlowDown, 503), 5xx and connection errors
 with jittered exponential backoff. Kept small: a worker serving a cache miss
 has a client waiting, and the master retries at its own level.
+"""
+
+PART_SIZE = 8 * 1024 * 1024
+"""Streamed bodies are buffered one part at a time (plus one part of look-ahead).
+
+A body that fits in one part is sent as one PutObject; a longer one becomes a
+multipart upload, aborted if the body fails (so a bad upload leaves nothing).
 """
 
 _SLOW_DOWN = {"SlowDown", "ServiceUnavailable", "503", "Throttling", "RequestLimitExceeded"}
@@ -59,6 +73,16 @@ def map_client_error(exc: ClientError, missing: type[CacheError] = NoSuchKey) ->
         return NoSuchKey(message)
     if code == "NoSuchBucket":
         return NoSuchBucket(message)
+    if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        return BucketAlreadyOwnedByYou(message)
+    if code == "BucketNotEmpty":
+        return BucketNotEmpty(message)
+    if code == "NoSuchUpload":
+        return NoSuchUpload(message)
+    if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+        return InvalidPart(message)
+    if code in ("InvalidBucketName", "KeyTooLongError"):
+        return InterfaceError(message)
     if code in ("404", "NotFound"):
         return missing(message)
     if code in _CHANGED or status == 412:
@@ -140,6 +164,8 @@ class S3UnderStore:
             int(r["ContentLength"]),
             _etag(r["ETag"]),
             r["LastModified"].timestamp(),
+            content_type=str(r.get("ContentType") or ""),
+            metadata={str(k).lower(): str(v) for k, v in (r.get("Metadata") or {}).items()},
         )
 
     async def get_range(
@@ -245,12 +271,253 @@ class S3UnderStore:
         except _TRANSPORT_ERRORS as exc:
             raise _transport(exc, "HeadBucket") from None
 
+    # ---- writes ----
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes] | bytes,
+        size: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """PutObject, or a multipart upload for a streamed body over :data:`PART_SIZE`."""
+        extra: dict[str, Any] = {}
+        if content_type:
+            extra["ContentType"] = content_type
+        if metadata:
+            extra["Metadata"] = metadata
+        if isinstance(body, bytes | bytearray | memoryview):
+            data = bytes(body)
+            _check_size(len(data), size)
+            return await self._put_one(bucket, key, data, extra)
+        parts = aiter(_parts(body, PART_SIZE))
+        first = await anext(parts, b"")
+        second = await anext(parts, None)
+        if second is None:
+            _check_size(len(first), size)
+            return await self._put_one(bucket, key, first, extra)
+        return await self._put_multipart(bucket, key, [first, second], parts, size, extra)
+
+    async def _put_one(self, bucket: str, key: str, data: bytes, extra: dict[str, Any]) -> ObjectInfo:
+        s3 = await self._s3()
+        try:
+            r = await s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "PutObject") from None
+        return ObjectInfo(bucket, key, len(data), _etag(r["ETag"]), time.time())
+
+    async def _put_multipart(
+        self,
+        bucket: str,
+        key: str,
+        head: builtins.list[bytes],
+        rest: AsyncIterator[bytes],
+        size: int | None,
+        extra: dict[str, Any],
+    ) -> ObjectInfo:
+        s3 = await self._s3()
+        try:
+            upload = (await s3.create_multipart_upload(Bucket=bucket, Key=key, **extra))["UploadId"]
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "CreateMultipartUpload") from None
+        done: builtins.list[dict[str, Any]] = []
+        total = 0
+        try:
+
+            async def send(data: bytes) -> None:
+                n = len(done) + 1
+                r = await s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=data
+                )
+                done.append({"PartNumber": n, "ETag": r["ETag"]})
+
+            for data in head:
+                await send(data)
+                total += len(data)
+            async for data in rest:
+                await send(data)
+                total += len(data)
+            _check_size(total, size)
+            r = await s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
+            )
+        except BaseException as exc:
+            # Nothing may become visible from a failed body; a failed abort only leaks
+            # parts until the bucket's lifecycle rule (if any) cleans them.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+                )
+            if isinstance(exc, ClientError):
+                raise map_client_error(exc, NoSuchBucket) from None
+            if isinstance(exc, _TRANSPORT_ERRORS):
+                raise _transport(exc, "UploadPart") from None
+            raise
+        return ObjectInfo(bucket, key, total, _etag(r["ETag"]), time.time())
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """DeleteObject (S3 itself answers success for a missing key)."""
+        s3 = await self._s3()
+        try:
+            await s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "DeleteObject") from None
+
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        """CopyObject (single request: sources up to 5 GiB), then a HEAD for the new size."""
+        s3 = await self._s3()
+        try:
+            await s3.copy_object(
+                Bucket=dst_bucket,
+                Key=dst_key,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+            )
+        except ClientError as exc:
+            raise map_client_error(exc) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "CopyObject") from None
+        return await self.head(dst_bucket, dst_key)
+
+    async def create_bucket(self, bucket: str) -> None:
+        """CreateBucket, in the client's region."""
+        s3 = await self._s3()
+        args: dict[str, Any] = {"Bucket": bucket}
+        region = s3.meta.region_name
+        if region and region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await s3.create_bucket(**args)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "CreateBucket") from None
+
+    async def delete_bucket(self, bucket: str) -> None:
+        """DeleteBucket; BucketNotEmpty as S3 says."""
+        s3 = await self._s3()
+        try:
+            await s3.delete_bucket(Bucket=bucket)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "DeleteBucket") from None
+
+    # ---- multipart uploads (passed through) ----
+
+    async def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """CreateMultipartUpload; S3's upload id."""
+        s3 = await self._s3()
+        extra: dict[str, Any] = {}
+        if content_type:
+            extra["ContentType"] = content_type
+        if metadata:
+            extra["Metadata"] = metadata
+        try:
+            r = await s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchBucket) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "CreateMultipartUpload") from None
+        return str(r["UploadId"])
+
+    async def put_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes] | bytes,
+        size: int | None = None,
+    ) -> str:
+        """UploadPart. A streamed part is spooled (memory up to PART_SIZE, then a temp file)."""
+        s3 = await self._s3()
+        with tempfile.SpooledTemporaryFile(max_size=PART_SIZE) as spool:
+            if isinstance(body, bytes | bytearray | memoryview):
+                spool.write(bytes(body))
+            else:
+                async for chunk in body:
+                    spool.write(chunk)
+            length = spool.tell()
+            _check_size(length, size)
+            spool.seek(0)
+            try:
+                r = await s3.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=part_number,
+                    Body=spool,
+                    ContentLength=length,
+                )
+            except ClientError as exc:
+                raise map_client_error(exc, NoSuchUpload) from None
+            except _TRANSPORT_ERRORS as exc:
+                raise _transport(exc, "UploadPart") from None
+        return _etag(r["ETag"])
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[tuple[int, str]]
+    ) -> ObjectInfo:
+        """CompleteMultipartUpload, then a HEAD for the new size."""
+        s3 = await self._s3()
+        done = [{"PartNumber": n, "ETag": f'"{etag.strip(chr(34))}"'} for n, etag in parts]
+        try:
+            await s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchUpload) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "CompleteMultipartUpload") from None
+        return await self.head(bucket, key)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload."""
+        s3 = await self._s3()
+        try:
+            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            raise map_client_error(exc, NoSuchUpload) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise _transport(exc, "AbortMultipartUpload") from None
+
     async def close(self) -> None:
         """Close the client and its connection pool; a later call opens a new one."""
         async with self._lock:
             stack, self._stack, self._client = self._stack, None, None
             if stack is not None:
                 await stack.aclose()
+
+
+def _check_size(got: int, size: int | None) -> None:
+    if size is not None and got != size:
+        raise InterfaceError(f"body of {got} bytes, {size} announced")
+
+
+async def _parts(body: AsyncIterator[bytes], part_size: int) -> AsyncIterator[bytes]:
+    """Re-cut a stream of chunks into parts of ``part_size`` bytes (the last may be shorter)."""
+    buf = bytearray()
+    async for chunk in body:
+        buf += chunk
+        while len(buf) >= part_size:
+            yield bytes(buf[:part_size])
+            del buf[:part_size]
+    if buf:
+        yield bytes(buf)
 
 
 def _transport(exc: BaseException, operation: str) -> UnderStoreError:
