@@ -31,6 +31,7 @@ from ..tiering.errors import (
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
 from .rpc import Empty, call, raise_for_error
+from .ufs import UnderStore, open_understore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class ClientOptions:
     """Seconds between refreshes of the worker list."""
     connections: int = 256
     """Connection pool size towards workers and the master."""
+    ufs: str | None = None
+    """Under-store URI for writes (None: the master's, read from its config on first write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,10 @@ class _MetaCache:
     def drop(self, bucket: str, key: str) -> None:
         self._items.pop((bucket, key), None)
 
+    def drop_prefix(self, bucket: str, prefix: str) -> None:
+        for k in [k for k in self._items if k[0] == bucket and k[1].startswith(prefix)]:
+            del self._items[k]
+
 
 class Client:
     """A connection to a pipecache cluster. Create it with :func:`connect`."""
@@ -98,6 +105,10 @@ class Client:
         self._candidates: list[Candidate] = []
         self._workers_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
+        self._ufs: UnderStore | None = None
+        self._ufs_lock = asyncio.Lock()
+        self._generation = 0
+        """Bumped by every invalidation: a stat that started before one must not cache its answer."""
 
     # ---- lifecycle --------------------------------------------------------
 
@@ -112,6 +123,9 @@ class Client:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresh
+        if self._ufs is not None:
+            ufs, self._ufs = self._ufs, None
+            await ufs.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -136,21 +150,33 @@ class Client:
     # ---- metadata ---------------------------------------------------------
 
     async def stat(
-        self, bucket: str, key: str, *, fresh: bool = False, timeout: float | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        fresh: bool = False,
+        full: bool = False,
+        timeout: float | None = None,
     ) -> p.ObjectInfo:
-        """Metadata of an object (size, ETag, last-modified, block size)."""
+        """Metadata of an object (size, ETag, last-modified, block size).
+
+        ``full``: also its content type and user metadata (metadata cached
+        from a listing lacks them, and is then not enough).
+        """
         if not fresh:
             cached = self._meta.get(bucket, key)
-            if cached is not None:
+            if cached is not None and not (full and cached.partial):
                 return cached
+        generation = self._generation
         info = await call(
             self.session,
             self.master + p.STAT,
             p.ObjectInfo,
-            p.StatRequest(bucket, key),
+            p.StatRequest(bucket, key, full),
             timeout=self._t(timeout),
         )
-        self._meta.put(info)
+        if generation == self._generation:  # else a write raced with this stat
+            self._meta.put(info)
         return info
 
     async def ls(
@@ -233,6 +259,153 @@ class Client:
             await self.workers()
         except CacheError as exc:
             log.warning("worker list refresh failed: %s", exc)
+
+    # ---- writes -----------------------------------------------------------
+    #
+    # Writes go straight to the under-store from this process (the master stays
+    # off the data path), then the master and this client forget the key's
+    # metadata. Blocks of the old version are never served again: their ids
+    # include the old ETag, and they age out of the workers' tiers.
+
+    async def understore(self, *, timeout: float | None = None) -> UnderStore:
+        """The under-store writes go to (opened on first use, closed with the client)."""
+        if self._ufs is None:
+            async with self._ufs_lock:
+                if self._ufs is None:
+                    uri = self.options.ufs
+                    if uri is None:
+                        cfg = await call(
+                            self.session, self.master + p.CONFIG, p.ConfigReply, timeout=self._t(timeout)
+                        )
+                        uri = cfg.ufs
+                    self._ufs = open_understore(uri)
+        return self._ufs
+
+    async def invalidate(
+        self, bucket: str, key: str = "", *, prefix: str = "", timeout: float | None = None
+    ) -> int:
+        """Forget cached metadata of ``key`` (or of every key under ``prefix``), here and on the master.
+
+        Returns how many entries the master dropped.
+        """
+        self._generation += 1
+        if key:
+            self._meta.drop(bucket, key)
+        else:
+            self._meta.drop_prefix(bucket, prefix)
+        reply = await call(
+            self.session,
+            self.master + p.INVALIDATE,
+            p.InvalidateReply,
+            p.InvalidateRequest(bucket, key, "" if key else prefix),
+            timeout=self._t(timeout),
+        )
+        return reply.dropped
+
+    async def _after_write(self, bucket: str, key: str, ok: bool) -> None:
+        """Invalidate after a write; after a failed one, best effort (it may have landed)."""
+        if ok:
+            await self.invalidate(bucket, key)
+            return
+        with contextlib.suppress(CacheError):
+            await self.invalidate(bucket, key)
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: AsyncIterator[bytes] | bytes,
+        *,
+        size: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> p.ObjectInfo:
+        """Write an object through to the under-store; its new info (ETag at least).
+
+        ``body`` may stream (an async iterator of chunks); if it raises, nothing is stored.
+        """
+        ufs = await self.understore()
+        ok = False
+        try:
+            info = await ufs.put(bucket, key, body, size, content_type, metadata)
+            ok = True
+        finally:
+            await self._after_write(bucket, key, ok)
+        return info
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete an object (a missing key is not an error, as in S3)."""
+        ufs = await self.understore()
+        ok = False
+        try:
+            await ufs.delete(bucket, key)
+            ok = True
+        finally:
+            await self._after_write(bucket, key, ok)
+
+    async def copy(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> p.ObjectInfo:
+        """Server-side copy in the under-store; the new object's info."""
+        ufs = await self.understore()
+        ok = False
+        try:
+            info = await ufs.copy(src_bucket, src_key, dst_bucket, dst_key)
+            ok = True
+        finally:
+            await self._after_write(dst_bucket, dst_key, ok)
+        return info
+
+    async def create_bucket(self, bucket: str) -> None:
+        """Create a bucket (BucketAlreadyOwnedByYou if it exists)."""
+        await (await self.understore()).create_bucket(bucket)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        """Delete an empty bucket (BucketNotEmpty otherwise); its cached metadata goes too."""
+        await (await self.understore()).delete_bucket(bucket)
+        await self.invalidate(bucket, prefix="")
+
+    async def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Start a multipart upload in the under-store; its id."""
+        return await (await self.understore()).create_upload(bucket, key, content_type, metadata)
+
+    async def put_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterator[bytes] | bytes,
+        *,
+        size: int | None = None,
+    ) -> str:
+        """Upload one part; its ETag. Nothing is visible until :meth:`complete_upload`."""
+        ufs = await self.understore()
+        return await ufs.put_part(bucket, key, upload_id, part_number, body, size)
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> p.ObjectInfo:
+        """Assemble the object from (part number, ETag) pairs; the key's metadata is invalidated."""
+        ufs = await self.understore()
+        ok = False
+        try:
+            info = await ufs.complete_upload(bucket, key, upload_id, parts)
+            ok = True
+        finally:
+            await self._after_write(bucket, key, ok)
+        return info
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop a multipart upload and its parts."""
+        await (await self.understore()).abort_upload(bucket, key, upload_id)
 
     # ---- data -------------------------------------------------------------
 

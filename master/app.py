@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..client.protocol import (
     BUCKETS,
+    CONFIG,
     HEAD_BUCKET,
     HEALTH,
     HEARTBEAT,
+    INVALIDATE,
     LIST,
     LOCATE,
     MAX_BODY,
@@ -36,7 +38,10 @@ from ..client.protocol import (
     WORKERS,
     BucketRequest,
     BucketsReply,
+    ConfigReply,
     HeartbeatRequest,
+    InvalidateReply,
+    InvalidateRequest,
     ListPage,
     ListRequest,
     LocateReply,
@@ -84,6 +89,14 @@ class SingleFlight(Generic[K, V]):
             task.add_done_callback(lambda t: self._done(key, t))
         # Shielded: one caller giving up must not cancel the fetch the others await.
         return await asyncio.shield(task)
+
+    def keys(self) -> list[K]:
+        """The keys with a task running (a copy)."""
+        return list(self._running)
+
+    def forget(self, key: K) -> None:
+        """Let the next call for ``key`` start afresh instead of joining a running task."""
+        self._running.pop(key, None)
 
     def _done(self, key: K, task: asyncio.Task[V]) -> None:
         if self._running.get(key) is task:
@@ -149,6 +162,8 @@ class Master:
     ufs: UnderStore | None = None
     """Set at startup (or injected); the master owns and closes it only if it opened it."""
     stats: SingleFlight[tuple[str, str], ObjectInfo] = field(default_factory=SingleFlight)
+    generation: int = 0
+    """Bumped by every invalidation: a HEAD that started before one must not cache its answer."""
 
     @property
     def store(self) -> UnderStore:
@@ -156,12 +171,15 @@ class Master:
             raise CacheError("the under-store is not open")
         return self.ufs
 
-    async def stat(self, bucket: str, key: str) -> ObjectInfo:
-        """Object metadata from the cache, else from one shared under-store HEAD."""
+    async def stat(self, bucket: str, key: str, full: bool = False) -> ObjectInfo:
+        """Object metadata from the cache, else from one shared under-store HEAD.
+
+        ``full``: a cached listing entry (no content type or metadata) counts as a miss.
+        """
         if not bucket or not key:
             raise BadRequest("stat needs a bucket and a key")
         info = self.objects.get(bucket, key, time.monotonic())
-        if info is not None:
+        if info is not None and not (full and info.partial):
             self.metrics.metadata_cache.labels("hit").inc()
             return info
         self.metrics.metadata_cache.labels("miss").inc()
@@ -169,23 +187,45 @@ class Master:
 
     async def _head(self, bucket: str, key: str) -> ObjectInfo:
         self.metrics.ufs_requests.labels("head").inc()
+        generation = self.generation
         info = await self.store.head(bucket, key)
         info = dataclasses.replace(info, block_size=self.settings.block_size)
-        self.objects.put(info, time.monotonic())
+        if generation == self.generation:  # else a write raced with the HEAD: do not cache
+            self.objects.put(info, time.monotonic())
         return info
+
+    def invalidate(self, req: InvalidateRequest) -> int:
+        """Forget cached metadata after a write; how many entries were dropped.
+
+        Running HEADs for the key are detached (later stats start a new one)
+        and, through ``generation``, will not store what they read.
+        """
+        self.generation += 1
+        if req.key:
+            self.stats.forget((req.bucket, req.key))
+            return int(self.objects.invalidate(req.bucket, req.key))
+        for k in self.stats.keys():
+            if k[0] == req.bucket and k[1].startswith(req.prefix):
+                self.stats.forget(k)
+        return self.objects.invalidate_prefix(req.bucket, req.prefix)
 
     async def list_objects(self, req: ListRequest) -> ListPage:
         """One listing page straight from the under-store; its entries warm the cache."""
         if not req.bucket:
             raise BadRequest("list needs a bucket")
         self.metrics.ufs_requests.labels("list").inc()
+        generation = self.generation
         page = await self.store.list(
             req.bucket, req.prefix, req.delimiter, req.start_after, req.token, req.max_keys
         )
         now, bs = time.monotonic(), self.settings.block_size
+        if generation != self.generation:
+            return page  # a write raced with the listing: do not cache what it saw
         for e in page.entries:
-            info = ObjectInfo(req.bucket, e.key, e.size, e.etag, e.last_modified, bs)
-            self.objects.put(info, now)
+            cached = self.objects.get(req.bucket, e.key, now)
+            if cached is None or cached.etag != e.etag:  # keep a full entry of this version
+                info = ObjectInfo(req.bucket, e.key, e.size, e.etag, e.last_modified, bs, partial=True)
+                self.objects.put(info, now)
         return page
 
     async def buckets(self) -> BucketsReply:
@@ -260,7 +300,17 @@ async def locate(request: web.Request) -> web.Response:
 
 async def stat(request: web.Request) -> web.Response:
     req = await read_message(request, StatRequest)
-    return _reply(await request.app[MASTER].stat(req.bucket, req.key))
+    return _reply(await request.app[MASTER].stat(req.bucket, req.key, req.full))
+
+
+async def invalidate(request: web.Request) -> web.Response:
+    req = await read_message(request, InvalidateRequest)
+    return _reply(InvalidateReply(request.app[MASTER].invalidate(req)))
+
+
+async def config(request: web.Request) -> web.Response:
+    s = request.app[MASTER].settings
+    return _reply(ConfigReply(s.ufs, s.block_size))
 
 
 async def list_objects(request: web.Request) -> web.Response:
@@ -381,6 +431,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_post(LIST, list_objects)
     app.router.add_get(BUCKETS, buckets)
     app.router.add_post(HEAD_BUCKET, head_bucket)
+    app.router.add_post(INVALIDATE, invalidate)
+    app.router.add_get(CONFIG, config)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))
     return app
