@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..client import CacheError, ClientOptions, connect
 from ..client.client import Client
 from ..client.web import health_handler, metrics_handler
-from . import objects
+from . import multipart, objects, writes
 from .s3 import errors as s3e
 from .s3 import requests as s3r
 from .s3 import sigv4
@@ -92,11 +92,14 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     return resp
 
 
-def authenticate(request: web.Request) -> None:
-    """SigV4 (header or presigned) before any lookup; raises the S3 error S3 would."""
+def authenticate(request: web.Request) -> sigv4.AuthResult | None:
+    """SigV4 (header or presigned) before any lookup; raises the S3 error S3 would.
+
+    Returns what checking the body needs (None in anonymous mode).
+    """
     settings = request.app[SETTINGS]
     if settings.anonymous:
-        return
+        return None
     path, _, query = request.raw_path.partition("?")
     creds = settings.credentials()
     signed = sigv4.SignedRequest(request.method, path, query, request.headers)
@@ -105,17 +108,17 @@ def authenticate(request: web.Request) -> None:
         if request.content_length:
             raise s3e.S3NotImplemented("request bodies on GET and HEAD are not supported")
         raise s3e.XAmzContentSHA256Mismatch()
+    return result
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    authenticate(request)
+    auth = authenticate(request)
     bucket, key = s3r.parse_path(request.raw_path)
     query = s3r.parse_query(request.raw_path.partition("?")[2])
     names = {n for n, _ in query}
     method = request.method
     if method not in ("GET", "HEAD"):
-        request[OP] = f"{method.lower()}"
-        raise s3e.S3NotImplemented("pipecache does not accept writes yet: only reads are supported")
+        return await _write_op(request, auth, bucket, key, query)
     if bucket is None:
         request[OP] = "list_buckets"
         return await objects.list_buckets(request, request.app[CLIENT])
@@ -147,6 +150,59 @@ async def _bucket_op(
     params = s3r.parse_list_params(query)
     request[OP] = f"list_objects_v{params.version}"
     return await objects.list_objects(request, client, bucket, params)
+
+
+async def _write_op(
+    request: web.Request,
+    auth: sigv4.AuthResult | None,
+    bucket: str | None,
+    key: str | None,
+    query: list[tuple[str, str]],
+) -> web.StreamResponse:
+    """PUT, POST and DELETE: object writes, multipart uploads, DeleteObjects, buckets."""
+    client, method = request.app[CLIENT], request.method
+    extra = sorted({n for n, _ in query} - objects.PRESIGN_PARAMS)
+    request[OP] = method.lower()
+    if bucket is None or method not in ("PUT", "POST", "DELETE"):
+        raise s3e.MethodNotAllowed()
+    if key is None:
+        if method == "POST" and extra == ["delete"]:
+            request[OP] = "delete_objects"
+            return await writes.delete_objects(request, client, auth, bucket)
+        if extra:
+            raise s3e.S3NotImplemented(f"?{extra[0]} is not supported")
+        if method == "PUT":
+            request[OP] = "create_bucket"
+            return await writes.create_bucket(request, client, auth, bucket)
+        if method == "DELETE":
+            request[OP] = "delete_bucket"
+            return await writes.delete_bucket(request, client, bucket)
+        raise s3e.MethodNotAllowed()
+    if extra == ["uploads"] and method == "POST":
+        request[OP] = "create_multipart_upload"
+        return await multipart.create(request, client, bucket, key)
+    if extra == ["partNumber", "uploadId"] and method == "PUT":
+        request[OP] = "upload_part"
+        return await multipart.upload_part(request, client, auth, bucket, key, query)
+    if extra == ["uploadId"] and method == "POST":
+        request[OP] = "complete_multipart_upload"
+        return await multipart.complete(request, client, auth, bucket, key, query)
+    if extra == ["uploadId"] and method == "DELETE":
+        request[OP] = "abort_multipart_upload"
+        return await multipart.abort(request, client, bucket, key, query)
+    if extra:
+        # ListParts (GET), UploadPartCopy, tagging, ACLs...
+        raise s3e.S3NotImplemented(f"?{extra[0]} is not supported")
+    if method == "PUT" and "x-amz-copy-source" in request.headers:
+        request[OP] = "copy_object"
+        return await writes.copy_object(request, client, bucket, key)
+    if method == "PUT":
+        request[OP] = "put_object"
+        return await writes.put_object(request, client, auth, bucket, key)
+    if method == "DELETE":
+        request[OP] = "delete_object"
+        return await writes.delete_object(request, client, bucket, key)
+    raise s3e.MethodNotAllowed()
 
 
 def make_app(settings: GatewaySettings) -> web.Application:

@@ -71,8 +71,10 @@ def object_headers(info: ObjectInfo, query: list[tuple[str, str]]) -> dict[str, 
         "ETag": f'"{info.etag}"',
         "Last-Modified": s3r.http_date(info.last_modified),
         "Accept-Ranges": "bytes",
-        "Content-Type": DEFAULT_CONTENT_TYPE,
+        "Content-Type": info.content_type or DEFAULT_CONTENT_TYPE,
     }
+    for name, value in info.metadata.items():
+        headers[f"x-amz-meta-{name}"] = value
     for name, value in query:
         header = OVERRIDES.get(name)
         if header is not None:
@@ -85,7 +87,7 @@ async def get_object(
 ) -> web.StreamResponse:
     """GetObject and HeadObject. A version replaced under us is re-read once, fresh."""
     for attempt in (0, 1):
-        info = await client.stat(bucket, key, fresh=attempt > 0)
+        info = await client.stat(bucket, key, fresh=attempt > 0, full=True)
         try:
             return await _answer(request, client, info, query)
         except ObjectChanged:

@@ -1,0 +1,119 @@
+"""Multipart uploads: Create, UploadPart, Complete and Abort, passed to the under-store.
+
+S3 under-stores get the same calls; the local one stages parts in a folder
+(see ``client.ufs.local``). Completing an upload invalidates the key like any
+other write. ListParts, ListMultipartUploads and UploadPartCopy are not
+supported (S3NotImplemented).
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from ..client.client import Client
+from ..tiering import errors as cache
+from .s3 import errors as s3e
+from .s3 import sigv4
+from .s3 import xml as s3x
+from .writes import MAX_XML_BODY, UploadBody, s3_error, user_metadata
+
+MAX_PART = 5 * 1024**3
+"""Largest part, as in S3."""
+_NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def _xml(root: str, fields: list[tuple[str, str]]) -> web.Response:
+    body = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields)
+    return web.Response(body=f"{_DECL}<{root} {_NS}>{body}</{root}>".encode(), content_type="application/xml")
+
+
+def _one(query: list[tuple[str, str]], name: str) -> str:
+    values = [v for k, v in query if k == name]
+    if len(values) != 1 or not values[0]:
+        raise s3e.InvalidArgument(f"{name} must be given once", extra={"ArgumentName": name})
+    return values[0]
+
+
+def part_number(query: list[tuple[str, str]]) -> int:
+    raw = _one(query, "partNumber")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= s3x.MAX_PARTS:
+        raise s3e.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            extra={"ArgumentName": "partNumber", "ArgumentValue": raw[:16]},
+        )
+    return int(raw)
+
+
+async def create(request: web.Request, client: Client, bucket: str, key: str) -> web.Response:
+    """CreateMultipartUpload (``POST ?uploads``): InitiateMultipartUploadResult."""
+    meta = user_metadata(request.headers)
+    ctype = request.headers.get("Content-Type") or None
+    try:
+        upload_id = await client.create_upload(bucket, key, content_type=ctype, metadata=meta)
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    return _xml(
+        "InitiateMultipartUploadResult", [("Bucket", bucket), ("Key", key), ("UploadId", upload_id)]
+    )
+
+
+async def upload_part(
+    request: web.Request,
+    client: Client,
+    auth: sigv4.AuthResult | None,
+    bucket: str,
+    key: str,
+    query: list[tuple[str, str]],
+) -> web.Response:
+    """UploadPart (``PUT ?partNumber=N&uploadId=U``): the part's ETag."""
+    if "x-amz-copy-source" in request.headers:
+        raise s3e.S3NotImplemented("UploadPartCopy is not supported")
+    number, upload_id = part_number(query), _one(query, "uploadId")
+    body = UploadBody(request, auth)
+    try:
+        etag = await client.put_part(bucket, key, upload_id, number, body.iter(), size=body.length)
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    return web.Response(status=200, headers={"ETag": s3x.quote_etag(etag)})
+
+
+async def complete(
+    request: web.Request,
+    client: Client,
+    auth: sigv4.AuthResult | None,
+    bucket: str,
+    key: str,
+    query: list[tuple[str, str]],
+) -> web.Response:
+    """CompleteMultipartUpload (``POST ?uploadId=U``): CompleteMultipartUploadResult."""
+    upload_id = _one(query, "uploadId")
+    parts = s3x.parse_complete_multipart(await UploadBody(request, auth).read(MAX_XML_BODY))
+    try:
+        info = await client.complete_upload(
+            bucket, key, upload_id, [(p.part_number, p.etag) for p in parts]
+        )
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    return _xml(
+        "CompleteMultipartUploadResult",
+        [
+            ("Location", f"/{bucket}/{key}"),
+            ("Bucket", bucket),
+            ("Key", key),
+            ("ETag", s3x.quote_etag(info.etag)),
+        ],
+    )
+
+
+async def abort(
+    request: web.Request, client: Client, bucket: str, key: str, query: list[tuple[str, str]]
+) -> web.Response:
+    """AbortMultipartUpload (``DELETE ?uploadId=U``): 204."""
+    try:
+        await client.abort_upload(bucket, key, _one(query, "uploadId"))
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    return web.Response(status=204)
