@@ -37,17 +37,7 @@ OVERRIDES = {
     "response-content-encoding": "Content-Encoding",
 }
 GET_OBJECT_PARAMS = PRESIGN_PARAMS | OVERRIDES.keys()
-LIST_QUERY_PARAMS = PRESIGN_PARAMS | {
-    "list-type",
-    "prefix",
-    "delimiter",
-    "max-keys",
-    "continuation-token",
-    "start-after",
-    "marker",
-    "encoding-type",
-    "fetch-owner",
-}
+LIST_QUERY_PARAMS = PRESIGN_PARAMS | s3r.LIST_PARAMS
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 """What S3 answers for an object stored without a Content-Type."""
 SINGLE_SHOT = 8 * 1024 * 1024

@@ -289,7 +289,8 @@ class ListParams:
     fetch_owner: bool = False
 
 
-_LIST_PARAMS = frozenset(
+# The query parameters of ListObjects and ListObjectsV2.
+LIST_PARAMS = frozenset(
     {
         "list-type",
         "prefix",
@@ -310,7 +311,7 @@ def _collect(query: QueryLike) -> dict[str, str]:
     for n, (name, value) in enumerate(pairs):
         if n >= MAX_QUERY_PARAMS:
             raise InvalidArgument("Too many query parameters")
-        if name not in _LIST_PARAMS:
+        if name not in LIST_PARAMS:
             continue
         if name in out:
             raise _bad_arg(name, value, f"Parameter {name} was given more than once")

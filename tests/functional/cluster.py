@@ -143,3 +143,15 @@ class PcCluster:
 
     def stop(self) -> None:
         self.procs.stop()
+
+
+def make_bucket(s3, name: str) -> str:  # type: ignore[no-untyped-def]
+    """Create ``name`` in the under-store (moto) unless it exists; return it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.create_bucket(Bucket=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return name

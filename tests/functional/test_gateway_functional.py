@@ -14,22 +14,13 @@ import psutil
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from cluster import ACCESS_KEY, PcCluster, metric_sum, metrics
+from cluster import ACCESS_KEY, PcCluster, make_bucket, metric_sum, metrics
 
 MiB = 1024 * 1024
 
 
-def _bucket(s3, name: str) -> str:  # type: ignore[no-untyped-def]
-    try:
-        s3.create_bucket(Bucket=name)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    return name
-
-
 def test_get_head_and_second_read_from_cache(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "reads")
+    b = make_bucket(s3, "reads")
     body = os.urandom(3 * MiB + 12345)  # four 1 MiB blocks, the last one short
     s3.put_object(Bucket=b, Key="data/obj.bin", Body=body)
 
@@ -56,7 +47,7 @@ def test_get_head_and_second_read_from_cache(s3, gw, cluster: PcCluster) -> None
     [(0, 0), (MiB - 1, MiB), (MiB - 10, 2 * MiB + 10), (5, 3 * MiB + 12344), (3 * MiB, 3 * MiB + 12344)],
 )
 def test_range_reads_are_byte_exact_across_blocks(s3, gw, start: int, end: int) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "ranges")
+    b = make_bucket(s3, "ranges")
     body = os.urandom(3 * MiB + 12345)
     key = f"r-{start}-{end}"
     s3.put_object(Bucket=b, Key=key, Body=body)
@@ -69,7 +60,7 @@ def test_range_reads_are_byte_exact_across_blocks(s3, gw, start: int, end: int) 
 
 
 def test_errors_are_s3_errors(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "errs")
+    b = make_bucket(s3, "errs")
     s3.put_object(Bucket=b, Key="small", Body=b"0123456789")
     with pytest.raises(ClientError) as ei:
         gw.get_object(Bucket=b, Key="missing")
@@ -86,7 +77,7 @@ def test_errors_are_s3_errors(s3, gw) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_bad_signature_is_refused(s3, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "auth")
+    b = make_bucket(s3, "auth")
     s3.put_object(Bucket=b, Key="k", Body=b"secret bytes")
     bad = boto3.client(
         "s3",
@@ -114,7 +105,7 @@ def test_bad_signature_is_refused(s3, cluster: PcCluster) -> None:  # type: igno
 
 
 def test_listings_match_the_under_store(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "listing")
+    b = make_bucket(s3, "listing")
     keys = [f"train/part-{i:03d}.bin" for i in range(25)] + ["val/a", "val/b", "top", "train/sub/x"]
     for k in keys:
         s3.put_object(Bucket=b, Key=k, Body=k.encode())
@@ -149,7 +140,7 @@ def test_listings_match_the_under_store(s3, gw) -> None:  # type: ignore[no-unty
 
 
 def test_aws_cli_reads_through_the_gateway(s3, cluster: PcCluster, gw_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "cli")
+    b = make_bucket(s3, "cli")
     body = os.urandom(2 * MiB + 7)
     s3.put_object(Bucket=b, Key="dir/file.bin", Body=body)
     aws = [sys.executable, "-m", "awscli", "--endpoint-url", cluster.gateway, "--region", "us-east-1"]
@@ -174,7 +165,7 @@ def test_aws_cli_reads_through_the_gateway(s3, cluster: PcCluster, gw_env, tmp_p
 
 @pytest.mark.slow
 def test_big_object_streams_with_bounded_gateway_memory(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "big")
+    b = make_bucket(s3, "big")
     size = 200 * MiB
     chunk = os.urandom(MiB)
     body = chunk * (size // MiB)
@@ -199,7 +190,7 @@ def test_big_object_streams_with_bounded_gateway_memory(s3, gw, cluster: PcClust
 
 
 def test_ssd_tier_survives_a_worker_restart(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "restart")
+    b = make_bucket(s3, "restart")
     body = os.urandom(48 * MiB)  # more than the 16 MiB memory tiers: most of it lands on SSD
     s3.upload_fileobj(__import__("io").BytesIO(body), b, "obj")
     assert gw.get_object(Bucket=b, Key="obj")["Body"].read() == body
@@ -219,7 +210,7 @@ def test_ssd_tier_survives_a_worker_restart(s3, gw, cluster: PcCluster) -> None:
 
 
 def test_corrupted_block_file_is_detected_and_fetched_again(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "corrupt")
+    b = make_bucket(s3, "corrupt")
     body = os.urandom(24 * MiB)
     s3.put_object(Bucket=b, Key="a", Body=body)
     s3.put_object(Bucket=b, Key="b", Body=os.urandom(48 * MiB))
@@ -242,7 +233,7 @@ def test_corrupted_block_file_is_detected_and_fetched_again(s3, gw, cluster: PcC
 
 
 def test_metrics_name_the_tiers_the_under_store_and_the_operations(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "metrics")
+    b = make_bucket(s3, "metrics")
     s3.put_object(Bucket=b, Key="m", Body=b"x" * 1000)
     before = metric_sum(cluster.gateway, "pipecache_gateway_requests_total", op="get_object", status="200")
     gw.get_object(Bucket=b, Key="m")["Body"].read()

@@ -12,18 +12,9 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, make_bucket
 
 MiB = 1024 * 1024
-
-
-def _bucket(s3, name: str) -> str:  # type: ignore[no-untyped-def]
-    try:
-        s3.create_bucket(Bucket=name)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    return name
 
 
 def _send(
@@ -66,7 +57,7 @@ def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
 
 
 def test_put_then_get_and_overwrite_is_never_stale(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "writes")
+    b = make_bucket(s3, "writes")
     v1 = os.urandom(2 * MiB + 7)
     r = gw.put_object(Bucket=b, Key="obj", Body=v1)
     assert r["ETag"] == s3.head_object(Bucket=b, Key="obj")["ETag"]
@@ -83,7 +74,7 @@ def test_put_then_get_and_overwrite_is_never_stale(s3, gw) -> None:  # type: ign
 
 
 def test_empty_object_and_nested_keys(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "writes")
+    b = make_bucket(s3, "writes")
     gw.put_object(Bucket=b, Key="empty", Body=b"")
     assert gw.get_object(Bucket=b, Key="empty")["Body"].read() == b""
     gw.put_object(Bucket=b, Key="a/b/c d+é.txt", Body=b"nested")
@@ -91,9 +82,12 @@ def test_empty_object_and_nested_keys(s3, gw) -> None:  # type: ignore[no-untype
 
 
 def test_content_type_and_metadata_round_trip(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "writes")
+    b = make_bucket(s3, "writes")
     gw.put_object(
-        Bucket=b, Key="typed.json", Body=b"{}", ContentType="application/json",
+        Bucket=b,
+        Key="typed.json",
+        Body=b"{}",
+        ContentType="application/json",
         Metadata={"Owner": "alice", "run": "42"},
     )
     head = s3.head_object(Bucket=b, Key="typed.json")
@@ -108,7 +102,7 @@ def test_content_type_and_metadata_round_trip(s3, gw) -> None:  # type: ignore[n
 
 
 def test_delete_then_no_such_key(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "writes")
+    b = make_bucket(s3, "writes")
     gw.put_object(Bucket=b, Key="doomed", Body=b"bye")
     assert gw.get_object(Bucket=b, Key="doomed")["Body"].read() == b"bye"
     assert gw.delete_object(Bucket=b, Key="doomed")["ResponseMetadata"]["HTTPStatusCode"] == 204
@@ -119,7 +113,7 @@ def test_delete_then_no_such_key(s3, gw) -> None:  # type: ignore[no-untyped-def
 
 
 def test_delete_objects(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "multi-delete")
+    b = make_bucket(s3, "multi-delete")
     keys = [f"k/{i}" for i in range(5)]
     for k in keys:
         gw.put_object(Bucket=b, Key=k, Body=k.encode())
@@ -143,9 +137,7 @@ def test_create_and_delete_bucket(s3, gw) -> None:  # type: ignore[no-untyped-de
         gw.create_bucket(Bucket="made-here")
     except ClientError as exc:
         assert exc.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
-    gw.create_bucket(
-        Bucket="made-there", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-    )
+    gw.create_bucket(Bucket="made-there", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     gw.put_object(Bucket="made-here", Key="x", Body=b"x")
     with pytest.raises(ClientError) as ei:
         gw.delete_bucket(Bucket="made-here")
@@ -159,7 +151,7 @@ def test_create_and_delete_bucket(s3, gw) -> None:  # type: ignore[no-untyped-de
 
 
 def test_copy_object(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "copies")
+    b = make_bucket(s3, "copies")
     body = os.urandom(100_000)
     gw.put_object(Bucket=b, Key="src dir/src+1.bin", Body=body, ContentType="image/png")
     gw.put_object(Bucket=b, Key="dst.bin", Body=b"old")
@@ -175,7 +167,7 @@ def test_copy_object(s3, gw) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_bad_digests(s3, gw, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "digests")
+    b = make_bucket(s3, "digests")
     body = b"the real body"
     # Signed for one body, sent with another of the same length.
     status, code = _send(cluster, f"{b}/sha", b"the fake body", {}, signed_body=body)
@@ -201,7 +193,7 @@ def test_unsigned_payload_and_aws_chunked_trailer(s3, gw, cluster: PcCluster) ->
     """UNSIGNED-PAYLOAD, and the aws-chunked unsigned-trailer body boto3 sends over https."""
     from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 
-    b = _bucket(s3, "payloads")
+    b = make_bucket(s3, "payloads")
 
     def send(key: str, body: bytes, headers: dict[str, str]) -> int:
         return _send(cluster, f"{b}/{key}", body, headers, payload=headers["x-amz-content-sha256"])[0]
@@ -228,7 +220,7 @@ def test_unsigned_payload_and_aws_chunked_trailer(s3, gw, cluster: PcCluster) ->
 
 
 def test_aws_cli_cp_upload_and_rm(s3, cluster: PcCluster, gw_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "cli-writes")
+    b = make_bucket(s3, "cli-writes")
     src = tmp_path / "up.bin"
     body = os.urandom(3 * MiB)
     src.write_bytes(body)
@@ -251,9 +243,11 @@ def test_aws_cli_cp_upload_and_rm(s3, cluster: PcCluster, gw_env: dict[str, str]
 def test_s3fs_write_and_read(s3, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
     import s3fs
 
-    b = _bucket(s3, "fsspec-writes")
+    b = make_bucket(s3, "fsspec-writes")
     fs = s3fs.S3FileSystem(
-        key=ACCESS_KEY, secret=SECRET_KEY, client_kwargs={"endpoint_url": cluster.gateway},
+        key=ACCESS_KEY,
+        secret=SECRET_KEY,
+        client_kwargs={"endpoint_url": cluster.gateway},
         skip_instance_cache=True,
     )
     body = os.urandom(600_000)
@@ -271,12 +265,19 @@ def test_s3fs_write_and_read(s3, cluster: PcCluster) -> None:  # type: ignore[no
 def test_minio_put_and_get(s3, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
     from minio import Minio
 
-    b = _bucket(s3, "minio-writes")
-    mc = Minio(cluster.gateway.removeprefix("http://"), ACCESS_KEY, SECRET_KEY, secure=False,
-               region="us-east-1")
+    b = make_bucket(s3, "minio-writes")
+    mc = Minio(
+        cluster.gateway.removeprefix("http://"), ACCESS_KEY, SECRET_KEY, secure=False, region="us-east-1"
+    )
     body = os.urandom(1_500_000)
-    r = mc.put_object(b, "m/obj.bin", io.BytesIO(body), len(body), content_type="text/x-test",
-                      metadata={"x-amz-meta-color": "blue"})
+    r = mc.put_object(
+        b,
+        "m/obj.bin",
+        io.BytesIO(body),
+        len(body),
+        content_type="text/x-test",
+        metadata={"x-amz-meta-color": "blue"},
+    )
     assert r.etag == s3.head_object(Bucket=b, Key="m/obj.bin")["ETag"].strip('"')
     resp = mc.get_object(b, "m/obj.bin")
     try:
@@ -294,7 +295,7 @@ def test_minio_put_and_get(s3, cluster: PcCluster) -> None:  # type: ignore[no-u
 def test_multipart_upload_file_and_overwrite(s3, gw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from boto3.s3.transfer import TransferConfig
 
-    b = _bucket(s3, "multipart")
+    b = make_bucket(s3, "multipart")
     small = gw.put_object(Bucket=b, Key="big.bin", Body=b"small first")
     assert gw.get_object(Bucket=b, Key="big.bin")["Body"].read() == b"small first"
     body = os.urandom(20 * MiB + 123)
@@ -311,12 +312,14 @@ def test_multipart_upload_file_and_overwrite(s3, gw, tmp_path: Path) -> None:  #
 
 
 def test_multipart_abort_and_errors(s3, gw) -> None:  # type: ignore[no-untyped-def]
-    b = _bucket(s3, "multipart")
+    b = make_bucket(s3, "multipart")
     up = gw.create_multipart_upload(Bucket=b, Key="aborted")["UploadId"]
     part = gw.upload_part(Bucket=b, Key="aborted", UploadId=up, PartNumber=1, Body=b"x" * 100)
     with pytest.raises(ClientError) as ei:
         gw.complete_multipart_upload(
-            Bucket=b, Key="aborted", UploadId=up,
+            Bucket=b,
+            Key="aborted",
+            UploadId=up,
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"' + "0" * 32 + '"'}]},
         )
     assert _code(ei) == "InvalidPart"
