@@ -34,6 +34,10 @@ BUCKETS = f"{API}/buckets"
 HEAD_BUCKET = f"{API}/head_bucket"
 INVALIDATE = f"{API}/invalidate"
 CONFIG = f"{API}/config"
+JOBS = f"{API}/jobs"
+"""GET: every job (JobsReply); POST: start a load job (LoadRequest -> JobInfo)."""
+JOB_GET = f"{API}/jobs/get"
+JOB_CANCEL = f"{API}/jobs/cancel"
 # Worker endpoint: GET BLOCKS/{block_id}?<BlockRef query>, optional Range header.
 BLOCKS = "/blocks"
 HEALTH = "/health"
@@ -316,10 +320,52 @@ class HeartbeatRequest(Message):
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    load_failed: list[LoadFailure] = field(default_factory=list)
+    """Load tasks that failed since the last acknowledged beat (the master retries or gives up)."""
 
     def validate(self) -> None:
         _check_ids(self.added, "HeartbeatRequest.added")
         _check_ids(self.removed, "HeartbeatRequest.removed")
+        _check_ids([f.block_id for f in self.load_failed], "HeartbeatRequest.load_failed")
+
+    def to_wire(self) -> dict[str, Any]:
+        out = Message.to_wire(self)
+        if not out["load_failed"]:  # an older master need not see the appended field
+            del out["load_failed"]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailure(Message):
+    """A load task a worker could not carry out, and why."""
+
+    block_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTask(Message):
+    """One block to bring into a worker's cache (the fields of a BlockRef)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    block_size: int
+    index: int
+
+    def validate(self) -> None:
+        if self.size < 0 or self.block_size <= 0 or self.index < 0:
+            raise BadRequest("LoadTask: negative size, index or block size")
+        if self.index * self.block_size >= max(self.size, 1):
+            raise BadRequest("LoadTask: index past the end of the object")
+
+    def ref(self) -> BlockRef:
+        return BlockRef(self.bucket, self.key, self.etag, self.index, self.size, self.block_size)
+
+    @classmethod
+    def of(cls, ref: BlockRef) -> LoadTask:
+        return cls(ref.bucket, ref.key, ref.etag, ref.size, ref.block_size, ref.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,8 +373,16 @@ class Command(Message):
     """An instruction for a worker, carried in a heartbeat reply."""
 
     kind: str
-    """'free' (drop blocks) for now; later: 'load', 'protect'."""
+    """'free' (drop blocks) or 'load' (fetch ``loads`` into the cache); later: 'protect'."""
     blocks: list[str] = field(default_factory=list)
+    loads: list[LoadTask] = field(default_factory=list)
+    """For 'load': the blocks to fetch (``blocks`` holds their ids, in the same order)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        out = Message.to_wire(self)
+        if not out["loads"]:  # the appended field travels only when set
+            del out["loads"]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,3 +482,92 @@ class ConfigReply(Message):
 
     ufs: str
     block_size: int = 4 * 1024 * 1024
+
+
+# ---- load jobs ---------------------------------------------------------------------
+
+
+JOB_STATES = ("listing", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRequest(Message):
+    """Start a load job: bring every object under ``paths`` into the cache."""
+
+    paths: list[str]
+    """``s3://bucket/prefix`` or ``bucket/prefix``; a path naming one object loads that object."""
+    priority: int = 0
+    """Blocks of higher-priority jobs are dispatched first."""
+
+    def validate(self) -> None:
+        if not self.paths:
+            raise BadRequest("LoadRequest: give at least one path")
+        for path in self.paths:
+            split_path(path)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/prefix`` or ``bucket/prefix``; BadRequest if no bucket."""
+    rest = path[5:] if path.startswith("s3://") else path
+    bucket, _, prefix = rest.partition("/")
+    if not bucket or ("://" in path and not path.startswith("s3://")):
+        raise BadRequest(f"load path {path[:100]!r}: expected s3://bucket/prefix")
+    return bucket, prefix
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailure(Message):
+    """An object a job could not load, and why."""
+
+    bucket: str
+    key: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo(Message):
+    """A load job's state and progress."""
+
+    id: str
+    state: str
+    """listing, running, done, failed or cancelled."""
+    paths: list[str] = field(default_factory=list)
+    priority: int = 0
+    objects_total: int = 0
+    objects_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    blocks_total: int = 0
+    blocks_resident: int = 0
+    failed: list[JobFailure] = field(default_factory=list)
+    created: float = 0.0
+    """Seconds since the epoch."""
+    updated: float = 0.0
+    throughput_bps: float = 0.0
+    """Bytes per second made resident, over the last few seconds."""
+    eta_seconds: float | None = None
+    """Seconds left at that pace (None: unknown)."""
+    reason: str = ""
+    """Why the job failed as a whole (e.g. the bucket does not exist)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def fraction(self) -> float:
+        """Share of blocks resident (1.0 for a job with none)."""
+        return self.blocks_resident / self.blocks_total if self.blocks_total else (
+            1.0 if self.finished else 0.0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobsReply(Message):
+    jobs: list[JobInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest(Message):
+    job_id: str

@@ -155,3 +155,10 @@ class InvalidPart(CacheError):
 
     code = "InvalidPart"
     http_status = 400
+
+
+class NoSuchJob(CacheError):
+    """A load job id the master does not know."""
+
+    code = "NoSuchJob"
+    http_status = 404
