@@ -28,6 +28,9 @@ from ..client.protocol import (
     HEALTH,
     HEARTBEAT,
     INVALIDATE,
+    JOB_CANCEL,
+    JOB_GET,
+    JOBS,
     LIST,
     LOCATE,
     MAX_BODY,
@@ -38,12 +41,19 @@ from ..client.protocol import (
     WORKERS,
     BucketRequest,
     BucketsReply,
+    Command,
     ConfigReply,
+    HeartbeatReply,
     HeartbeatRequest,
     InvalidateReply,
     InvalidateRequest,
+    JobInfo,
+    JobRequest,
+    JobsReply,
     ListPage,
     ListRequest,
+    LoadRequest,
+    LoadTask,
     LocateReply,
     LocateRequest,
     Message,
@@ -53,6 +63,7 @@ from ..client.protocol import (
     StatRequest,
     WorkersReply,
     pack,
+    split_path,
 )
 from ..client.ufs.base import UnderStore
 from ..client.web import (
@@ -62,7 +73,8 @@ from ..client.web import (
     msgpack_response,
     read_message,
 )
-from ..tiering.errors import BadRequest, CacheError
+from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
+from .jobs import Job, JobManager
 from .metadata import ObjectCache
 from .settings import MasterSettings
 from .state import ClusterState
@@ -164,6 +176,9 @@ class Master:
     stats: SingleFlight[tuple[str, str], ObjectInfo] = field(default_factory=SingleFlight)
     generation: int = 0
     """Bumped by every invalidation: a HEAD that started before one must not cache its answer."""
+    jobs: JobManager = field(default_factory=JobManager)
+    listings: set[asyncio.Task[None]] = field(default_factory=set)
+    """Background listings of new load jobs (cancelled at shutdown)."""
 
     @property
     def store(self) -> UnderStore:
@@ -238,6 +253,75 @@ class Master:
         self.metrics.ufs_requests.labels("head_bucket").inc()
         await self.store.head_bucket(bucket)
 
+    # ---- load jobs -------------------------------------------------------------
+
+    def job_info(self, job: Job) -> JobInfo:
+        # The manager keeps the monotonic clock; tell peers seconds since the epoch.
+        now = time.monotonic()
+        return self.jobs.info(job, now, clock_offset=time.time() - now)
+
+    def get_job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NoSuchJob(f"no load job {job_id!r}")
+        return job
+
+    def start_job(self, req: LoadRequest) -> Job:
+        """Create a job in ``listing`` state and list its paths in the background."""
+        job = self.jobs.create(req.paths, req.priority, time.monotonic())
+        task = asyncio.create_task(_guard(self._list_job(job), f"listing of {job.id}"))
+        self.listings.add(task)
+        task.add_done_callback(self.listings.discard)
+        return job
+
+    async def _list_job(self, job: Job) -> None:
+        try:
+            objects: list[ObjectInfo] = []
+            for path in job.paths:
+                objects.extend(await self._objects_under(*split_path(path)))
+                if job.finished:  # cancelled while listing
+                    return
+        except CacheError as exc:
+            self.jobs.fail(job, f"{exc.code}: {exc.message}", time.monotonic())
+            return
+        self.jobs.plan(job, objects, self.state.workers(), self.state.locate, time.monotonic())
+        log.info("load job %s: %d objects, %d blocks (%d already resident)", job.id,
+                 job.objects_total, job.blocks_total, job.blocks_resident)
+
+    async def _objects_under(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        """The object named ``prefix`` if there is one, else every object under it."""
+        bs = self.settings.block_size
+        if prefix and not prefix.endswith("/"):
+            try:
+                self.metrics.ufs_requests.labels("head").inc()
+                info = await self.store.head(bucket, prefix)
+                return [dataclasses.replace(info, block_size=bs)]
+            except NoSuchKey:
+                pass
+        out: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            self.metrics.ufs_requests.labels("list").inc()
+            page = await self.store.list(bucket, prefix, "", "", token, 1000)
+            out.extend(
+                ObjectInfo(bucket, e.key, e.size, e.etag, e.last_modified, bs, partial=True)
+                for e in page.entries
+            )
+            if not page.truncated or not page.next_token:
+                return out
+            token = page.next_token
+
+    def job_heartbeat(self, req: HeartbeatRequest, now: float) -> list[LoadTask]:
+        """Feed a beat to the job manager; the worker's next load tasks."""
+        jobs = self.jobs
+        jobs.report(req.added, now)
+        if req.load_failed:
+            jobs.failed(req.worker_id, [(f.block_id, f.reason) for f in req.load_failed], now)
+        if not jobs.active:
+            return []
+        jobs.expire(self.state.workers(), now)
+        return [LoadTask.of(ref) for ref in jobs.dispatch(req.worker_id, now)]
+
     def sweep(self, now: float) -> list[str]:
         """Drop silent workers and expired metadata; return the dropped worker ids."""
         dead = self.state.expire(now)
@@ -273,6 +357,8 @@ async def register(request: web.Request) -> web.Response:
     else:
         req = await read_message(request, RegisterRequest)
     m.state.register(req, time.monotonic())
+    if m.jobs.active:  # a block a job waits for may arrive in a full report
+        m.jobs.report(req.blocks, time.monotonic())
     log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address,
              len(req.blocks))
     s = m.settings
@@ -282,7 +368,38 @@ async def register(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     m = request.app[MASTER]
     req = await read_message(request, HeartbeatRequest)
-    return _reply(m.state.heartbeat(req, time.monotonic()))
+    now = time.monotonic()
+    reply = m.state.heartbeat(req, now)
+    loads = m.job_heartbeat(req, now)
+    if loads:
+        ids = [t.ref().block_id() for t in loads]
+        reply = HeartbeatReply([*reply.commands, Command("load", ids, loads)])
+    return _reply(reply)
+
+
+async def start_job(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, LoadRequest)
+    return _reply(m.job_info(m.start_job(req)))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    return _reply(JobsReply([m.job_info(j) for j in m.jobs.jobs()]))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, JobRequest)
+    return _reply(m.job_info(m.get_job(req.job_id)))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, JobRequest)
+    job = m.get_job(req.job_id)
+    m.jobs.cancel(job, time.monotonic())
+    return _reply(m.job_info(job))
 
 
 async def workers(request: web.Request) -> web.Response:
@@ -383,6 +500,10 @@ def _understore_ctx(owned: bool) -> Callable[[web.Application], AsyncIterator[No
             yield
         finally:
             await m.stats.close()
+            listings = list(m.listings)
+            for t in listings:
+                t.cancel()
+            await asyncio.gather(*listings, return_exceptions=True)
             if owned and m.ufs is not None:
                 await m.ufs.close()
                 m.ufs = None
@@ -433,6 +554,10 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_post(HEAD_BUCKET, head_bucket)
     app.router.add_post(INVALIDATE, invalidate)
     app.router.add_get(CONFIG, config)
+    app.router.add_post(JOBS, start_job)
+    app.router.add_get(JOBS, list_jobs)
+    app.router.add_post(JOB_GET, get_job)
+    app.router.add_post(JOB_CANCEL, cancel_job)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))
     return app

@@ -105,6 +105,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await heartbeat.close()
         await svc.close()
         await session.close()
         await loop.run_in_executor(executor, store.close)

@@ -21,8 +21,14 @@ Theory of operation
    deltas. The store is drained *before* the report is listed, so a change in
    between is reported twice (harmless) rather than not at all.
 4. **Commands** in beat replies are executed: ``free`` removes blocks (the
-   removals reach the master in the next beat). Unknown kinds are logged
-   and skipped, so an older worker survives a newer master.
+   removals reach the master in the next beat); ``load`` fetches blocks in
+   the background, at most ``load_concurrency`` at once, through the same
+   single-flight miss path as reads (a resident block is skipped). Loaded
+   blocks reach the master as ordinary ``added`` deltas, which is what
+   completes a load job; failures go back in ``load_failed`` (kept until a
+   beat carrying them is acknowledged) so the master can retry or give up.
+   Unknown kinds are logged and skipped, so an older worker survives a
+   newer master.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from ..client.protocol import (
     ErrorBody,
     HeartbeatReply,
     HeartbeatRequest,
+    LoadFailure,
+    LoadTask,
     Message,
     RegisterReply,
     RegisterRequest,
@@ -147,6 +155,7 @@ class Heartbeat:
         address: str,
         timeout: float,
         retry_max: float,
+        load_concurrency: int = 8,
     ) -> None:
         self._svc = service
         self._session = session
@@ -167,6 +176,18 @@ class Heartbeat:
         """Set once the first registration succeeded."""
         self.failed_beats = 0
         """Heartbeats failed in a row (their changes are kept and resent)."""
+        self._load_limit = asyncio.Semaphore(load_concurrency)
+        self._loads: dict[str, asyncio.Task[None]] = {}
+        """Block id -> its running load task."""
+        self._load_failed: dict[str, str] = {}
+        """Block id -> why its load failed, until a beat carrying it is acknowledged."""
+
+    async def close(self) -> None:
+        """Cancel the load tasks still running (at shutdown)."""
+        tasks = list(self._loads.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
         """Register, beat until the master forgets us, repeat; survive any error."""
@@ -256,7 +277,11 @@ class Heartbeat:
             added, removed, usage = await self._svc.run(self._changes)
             self._deltas.merge(added, removed)
             pending_added, pending_removed = self._deltas.pending()
-            request = HeartbeatRequest(self.worker_id, pending_added, pending_removed, usage)
+            failed = dict(self._load_failed)
+            request = HeartbeatRequest(
+                self.worker_id, pending_added, pending_removed, usage,
+                [LoadFailure(b, why) for b, why in failed.items()],
+            )
             try:
                 reply = await post(
                     self._session, self._master + HEARTBEAT, request, HeartbeatReply,
@@ -277,6 +302,9 @@ class Heartbeat:
                             self._master, self.failed_beats)
                 self.failed_beats = 0
             self._deltas.clear()
+            for b in failed:
+                if self._load_failed.get(b) == failed[b]:
+                    del self._load_failed[b]
             await self._execute(reply.commands)
 
     async def _execute(self, commands: list[Command]) -> None:
@@ -286,9 +314,43 @@ class Heartbeat:
                     ids = [b for b in cmd.blocks if is_block_id(b)]
                     n = await self._svc.run(self._svc.store.remove, ids)
                     log.debug("freed %d of %d blocks on the master's request", n, len(ids))
+                elif cmd.kind == "load":
+                    for task in cmd.loads:
+                        self._start_load(task)
                 else:
                     log.warning("ignoring unknown command %r from the master", cmd.kind)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("command %r failed", cmd.kind)
+
+    # ---- load tasks ----------------------------------------------------------------
+
+    def _start_load(self, task: LoadTask) -> None:
+        ref = task.ref()
+        bid = ref.block_id()
+        if bid in self._loads:
+            return  # already loading (a retry sent while the first attempt runs)
+        self._load_failed.pop(bid, None)  # the master retries it: an old failure is stale
+        t = asyncio.create_task(self._load(task, bid), name=f"load:{bid}")
+        self._loads[bid] = t
+        t.add_done_callback(lambda _: self._loads.pop(bid, None))
+
+    async def _load(self, task: LoadTask, bid: str) -> None:
+        """Fetch one block into the store, unless it is there already; note a failure."""
+        ref = task.ref()
+        try:
+            async with self._load_limit:
+                store = self._svc.store
+                if ref.size == 0 or store.tier_of(bid) is not None:
+                    return
+                await self._svc.fetch(bid, ref)
+                if store.tier_of(bid) is None:
+                    self._load_failed[bid] = "fetched but not kept (no capacity)"
+        except asyncio.CancelledError:
+            raise
+        except CacheError as exc:
+            self._load_failed[bid] = f"{exc.code}: {exc.message}"
+        except Exception as exc:
+            log.exception("loading block %s failed", bid)
+            self._load_failed[bid] = repr(exc)
