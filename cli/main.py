@@ -370,6 +370,71 @@ def ls_cmd(master_url: str, as_json: bool, uri: str) -> None:
         click.echo(f"{e['size']:>12}  {e['key']}")
 
 
+# ---- load jobs -------------------------------------------------------------------
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.option("--priority", default=0, show_default=True, help="Higher-priority jobs load first.")
+@click.option("--wait", "wait_", is_flag=True, help="Follow the job to its end, with a progress bar.")
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between progress updates.")
+@click.argument("paths", nargs=-1, required=True)
+def load(
+    master_url: str, as_json: bool, priority: int, wait_: bool, interval: float, paths: tuple[str, ...]
+) -> None:
+    """Load every object under s3://BUCKET/PREFIX (one or more) into the cache.
+
+    With --wait, exits 1 if the job failed (listing the keys that could not be loaded).
+    """
+    from .jobs import run_load
+
+    for path in paths:
+        _split_uri(path)
+    sys.exit(_admin(lambda: run_load(master_url, list(paths), priority, wait_, interval, as_json)))
+
+
+@main.command()
+@master_opt
+@json_opt
+def jobs(master_url: str, as_json: bool) -> None:
+    """Load jobs and their progress."""
+    from ..client import connect
+    from .jobs import job_line
+
+    async def go() -> list[Any]:
+        async with connect(master_url) as pc:
+            return await pc.jobs()
+
+    infos = _admin(go)
+    if as_json:
+        click.echo(json.dumps({"jobs": [i.to_wire() for i in infos]}, indent=2))
+        return
+    if not infos:
+        click.echo("no load jobs")
+    for info in infos:
+        click.echo(f"{info.id}  {info.state:<9}  {job_line(info)}  {' '.join(info.paths)}")
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.argument("job_id")
+def cancel(master_url: str, as_json: bool, job_id: str) -> None:
+    """Cancel a load job (blocks already loaded stay cached)."""
+    from ..client import connect
+
+    async def go() -> Any:
+        async with connect(master_url) as pc:
+            return await pc.job(job_id).cancel()
+
+    info = _admin(go)
+    if as_json:
+        click.echo(json.dumps(info.to_wire(), indent=2))
+        return
+    click.echo(f"{info.id}  {info.state}")
+
+
 def _register_groups() -> None:
     from .watcher import watcher
 

@@ -12,6 +12,7 @@ from ..tiering.errors import (
     InvalidRange,
     NoCapacity,
     NoSuchBucket,
+    NoSuchJob,
     NoSuchKey,
     NoWorkers,
     ObjectChanged,
@@ -19,7 +20,8 @@ from ..tiering.errors import (
     UnderStoreError,
 )
 from .client import Client, ClientOptions, ObjectReader, Range, connect
-from .protocol import BucketInfo, ListEntry, ListPage, ObjectInfo, WorkerInfo
+from .jobs import Job
+from .protocol import BucketInfo, JobFailure, JobInfo, ListEntry, ListPage, ObjectInfo, WorkerInfo
 
 __all__ = [
     "BadRequest",
@@ -30,10 +32,14 @@ __all__ = [
     "ClientOptions",
     "InterfaceError",
     "InvalidRange",
+    "Job",
+    "JobFailure",
+    "JobInfo",
     "ListEntry",
     "ListPage",
     "NoCapacity",
     "NoSuchBucket",
+    "NoSuchJob",
     "NoSuchKey",
     "NoWorkers",
     "ObjectChanged",

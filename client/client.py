@@ -30,6 +30,7 @@ from ..tiering.errors import (
 )
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
+from .jobs import Job
 from .rpc import Empty, call, raise_for_error
 from .ufs import UnderStore, open_understore
 
@@ -237,6 +238,35 @@ class Client:
             timeout=self._t(timeout),
         )
         return reply.locations
+
+    # ---- load jobs ----------------------------------------------------------
+
+    async def load(self, *paths: str, priority: int = 0, timeout: float | None = None) -> Job:
+        """Start loading every object under ``paths`` (``s3://bucket/prefix``) into the cache.
+
+        The master lists the paths and has the owning workers fetch each block;
+        follow it with ``job.progress()``, ``await job.wait()`` or ``job.cancel()``.
+        Higher ``priority`` jobs are served first.
+        """
+        if not paths:
+            raise InterfaceError("load needs at least one path")
+        info = await call(
+            self.session,
+            self.master + p.JOBS,
+            p.JobInfo,
+            p.LoadRequest(list(paths), priority),
+            timeout=self._t(timeout),
+        )
+        return Job(self, info)
+
+    async def jobs(self, *, timeout: float | None = None) -> list[p.JobInfo]:
+        """Every load job the master knows, oldest first."""
+        reply = await call(self.session, self.master + p.JOBS, p.JobsReply, timeout=self._t(timeout))
+        return reply.jobs
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job (nothing is asked until it is used)."""
+        return Job(self, p.JobInfo(job_id, "unknown"))
 
     def _set_workers(self, workers: list[p.WorkerInfo]) -> None:
         self._workers = {w.worker_id: w for w in workers}
