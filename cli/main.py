@@ -76,6 +76,20 @@ def main(verbose: int) -> None:
     envvar="PIPECACHE_METADATA_TTL",
     help="Seconds object metadata is trusted before the under-store is asked again.",
 )
+@click.option(
+    "--load-window",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Most load-job blocks in flight per worker.",
+)
+@click.option(
+    "--load-window-bytes",
+    type=SIZE,
+    default="512MiB",
+    show_default=True,
+    help="Most load-job bytes in flight per worker.",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def master(
     host: str,
@@ -85,9 +99,11 @@ def master(
     heartbeat_interval: float,
     worker_timeout: float,
     metadata_ttl: float,
+    load_window: int,
+    load_window_bytes: int,
     check_config: bool,
 ) -> None:
-    """Run the master: workers, block locations, object metadata."""
+    """Run the master: workers, block locations, object metadata, load jobs."""
     from ..client.web import serve
     from ..master import MasterSettings, make_app
 
@@ -99,6 +115,8 @@ def master(
         heartbeat_interval=heartbeat_interval,
         worker_timeout=worker_timeout,
         metadata_ttl=metadata_ttl,
+        load_window=load_window,
+        load_window_bytes=load_window_bytes,
     )
     _check_or_fail(s.validate)
     if check_config:
@@ -293,9 +311,7 @@ def stat(master_url: str, as_json: bool, uri: str) -> None:
     async def go() -> dict[str, Any]:
         async with connect(master_url) as pc:
             info = await pc.stat(bucket, key, fresh=True)
-            ids = [
-                info.block_id(i) for i in range(block_count(info.size, info.block_size))
-            ]
+            ids = [info.block_id(i) for i in range(block_count(info.size, info.block_size))]
             where = await pc.locate(ids) if ids else {}
             return {
                 **info.to_wire(),

@@ -151,15 +151,15 @@ class MasterMetrics:
                 "pipecache_master_requests", "Requests served.", ["route", "status"], registry=reg
             ),
             metadata_cache=Counter(
-                "pipecache_master_metadata_cache", "Object metadata lookups.", ["result"],
+                "pipecache_master_metadata_cache",
+                "Object metadata lookups.",
+                ["result"],
                 registry=reg,
             ),
             ufs_requests=Counter(
                 "pipecache_ufs_requests", "Under-store requests made.", ["op"], registry=reg
             ),
-            expired=Counter(
-                "pipecache_master_workers_expired", "Workers dropped for silence.", registry=reg
-            ),
+            expired=Counter("pipecache_master_workers_expired", "Workers dropped for silence.", registry=reg),
         )
 
 
@@ -285,8 +285,13 @@ class Master:
             self.jobs.fail(job, f"{exc.code}: {exc.message}", time.monotonic())
             return
         self.jobs.plan(job, objects, self.state.workers(), self.state.locate, time.monotonic())
-        log.info("load job %s: %d objects, %d blocks (%d already resident)", job.id,
-                 job.objects_total, job.blocks_total, job.blocks_resident)
+        log.info(
+            "load job %s: %d objects, %d blocks (%d already resident)",
+            job.id,
+            job.objects_total,
+            job.blocks_total,
+            job.blocks_resident,
+        )
 
     async def _objects_under(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         """The object named ``prefix`` if there is one, else every object under it."""
@@ -359,8 +364,7 @@ async def register(request: web.Request) -> web.Response:
     m.state.register(req, time.monotonic())
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
-    log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address,
-             len(req.blocks))
+    log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address, len(req.blocks))
     s = m.settings
     return _reply(RegisterReply(req.worker_id, s.heartbeat_interval, s.ufs))
 
@@ -536,11 +540,10 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
         objects=ObjectCache(settings.metadata_ttl, settings.metadata_max_entries),
         metrics=MasterMetrics.create(state),
         ufs=ufs,
+        jobs=JobManager(max_in_flight=settings.load_window, max_in_flight_bytes=settings.load_window_bytes),
     )
     # A full block report of millions of ids is far over aiohttp's 1 MiB default.
-    app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY
-    )
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY)
     app[MASTER] = master
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_sweep_ctx)

@@ -120,14 +120,18 @@ class JobManager:
     def __init__(
         self,
         *,
-        max_in_flight: int = 64,
+        max_in_flight: int = 1024,
+        max_in_flight_bytes: int = 512 * 1024 * 1024,
         task_timeout: float = 30.0,
         max_attempts: int = 3,
         retry_backoff: float = 1.0,
     ) -> None:
-        if max_in_flight <= 0 or task_timeout <= 0 or max_attempts <= 0 or retry_backoff < 0:
-            raise ValueError("max_in_flight, task_timeout and max_attempts must be > 0")
+        if min(max_in_flight, max_in_flight_bytes, task_timeout, max_attempts) <= 0 or retry_backoff < 0:
+            raise ValueError("max_in_flight(_bytes), task_timeout and max_attempts must be > 0")
+        # Tasks ride heartbeat replies, so a worker gets at most one window per beat:
+        # the window bounds blocks (small objects) and bytes (big blocks) in flight.
         self.max_in_flight = max_in_flight
+        self.max_in_flight_bytes = max_in_flight_bytes
         self.task_timeout = task_timeout
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
@@ -272,6 +276,7 @@ class JobManager:
         """The worker's next tasks, highest priority first, within its in-flight bound."""
         sent = self._in_flight.setdefault(worker_id, {})
         room = self.max_in_flight - len(sent)
+        room_bytes = self.max_in_flight_bytes - sum(t.length for t in sent.values())
         out: list[BlockRef] = []
         order = sorted(
             (j for j in self._jobs.values() if j.state == "running" and j.queues.get(worker_id)),
@@ -279,7 +284,7 @@ class JobManager:
         )
         for job in order:
             queue = job.queues[worker_id]
-            while queue and room > 0:
+            while queue and room > 0 and (queue[0].length <= room_bytes or not sent):
                 task = queue.popleft()
                 if job.tasks.get(task.block_id) is not task:
                     continue  # reported resident while it waited for a retry
@@ -288,6 +293,7 @@ class JobManager:
                 sent[(job.id, task.block_id)] = task
                 out.append(task.ref)
                 room -= 1
+                room_bytes -= task.length
             if not queue:
                 del job.queues[worker_id]
         return out

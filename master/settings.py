@@ -48,6 +48,12 @@ class MasterSettings:
     metadata_max_entries: int = 1_000_000
     """Most objects whose metadata is cached; the oldest entries are evicted first."""
 
+    load_window: int = 1024
+    """Most load-job blocks sent to one worker and not yet reported resident."""
+
+    load_window_bytes: int = 512 * 1024 * 1024
+    """Most load-job bytes sent to one worker and not yet reported resident."""
+
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
         scheme = urlsplit(self.ufs).scheme
@@ -75,6 +81,8 @@ class MasterSettings:
             )
         if not self.metadata_ttl >= 0:
             raise ValueError(f"metadata_ttl must be >= 0, got {self.metadata_ttl}")
+        if self.load_window <= 0 or self.load_window_bytes <= 0:
+            raise ValueError("load_window and load_window_bytes must be > 0")
         if self.metadata_max_entries < 0:
             raise ValueError(f"metadata_max_entries must be >= 0, got {self.metadata_max_entries}")
 
@@ -109,6 +117,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_timeout": float,
     "metadata_ttl": float,
     "metadata_max_entries": int,
+    "load_window": int,
+    "load_window_bytes": int,
 }
 
 

@@ -85,6 +85,9 @@ class PcCluster:
             "3",
             "--metadata-ttl",
             "1",
+            # A small load window, so a test can cancel a load job while it runs.
+            "--load-window",
+            "16",
         )
         wait_healthy(self.master, m)
         for i in range(self.n_workers):

@@ -85,6 +85,26 @@ def test_in_flight_bound_per_worker() -> None:
         assert len(m.dispatch(wid, 2.0)) == min(1, len(plan[wid]) - 3)
 
 
+def test_in_flight_bytes_bound_per_worker() -> None:
+    # One 100-byte block per object (BS), a 250-byte window: two blocks at a time.
+    m = JobManager(max_in_flight_bytes=250)
+    job, plan = start(m, [obj(f"k{i}", 100) for i in range(20)])
+    for wid in plan:
+        sent = m.dispatch(wid, 1.0)
+        assert len(sent) == min(2, len(plan[wid]))
+        assert m.dispatch(wid, 1.0) == []
+        m.report(ids(sent[:1]), 2.0)
+        assert len(m.dispatch(wid, 2.0)) == min(1, len(plan[wid]) - 2)
+
+
+def test_a_block_larger_than_the_window_still_goes_alone() -> None:
+    m = JobManager(max_in_flight_bytes=50)
+    job, plan = start(m, [obj("big", 100)])
+    (wid,) = plan
+    assert len(m.dispatch(wid, 1.0)) == 1
+    assert m.dispatch(wid, 1.0) == []
+
+
 def test_done_only_from_reports_not_from_dispatch() -> None:
     m = JobManager()
     job, plan = start(m, [obj("a", 250)])
