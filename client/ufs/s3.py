@@ -12,7 +12,7 @@ import builtins
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -188,7 +188,7 @@ class S3UnderStore:
         }
         if etag is not None:
             args["IfMatch"] = f'"{etag}"'
-        try:
+        with _translated("GetObject"):
             r = await s3.get_object(**args)
             async with r["Body"] as body:
                 if etag is not None and _etag(r["ETag"]) != etag:
@@ -199,10 +199,6 @@ class S3UnderStore:
                         f"{key!r}: asked {length} bytes at {start}, got {r['ContentLength']}"
                     )
                 data = await body.read()
-        except ClientError as exc:
-            raise map_client_error(exc) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "GetObject") from None
         if len(data) != length:
             raise UnderStoreError(f"short body for {key!r}: {len(data)} of {length} bytes")
         return bytes(data)
@@ -225,16 +221,10 @@ class S3UnderStore:
             args["StartAfter"] = start_after
         if token is not None:
             args["ContinuationToken"] = token
-        try:
+        with _translated("ListObjectsV2", NoSuchBucket):
             r = await s3.list_objects_v2(**args)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "ListObjectsV2") from None
         entries = [
-            ListEntry(
-                str(o["Key"]), int(o["Size"]), _etag(o["ETag"]), o["LastModified"].timestamp()
-            )
+            ListEntry(str(o["Key"]), int(o["Size"]), _etag(o["ETag"]), o["LastModified"].timestamp())
             for o in r.get("Contents", [])
         ]
         prefixes = [str(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
@@ -247,16 +237,9 @@ class S3UnderStore:
         out: builtins.list[BucketInfo] = []
         args: dict[str, Any] = {}
         while True:
-            try:
+            with _translated("ListBuckets"):
                 r = await s3.list_buckets(**args)
-            except ClientError as exc:
-                raise map_client_error(exc) from None
-            except _TRANSPORT_ERRORS as exc:
-                raise _transport(exc, "ListBuckets") from None
-            out += [
-                BucketInfo(str(b["Name"]), b["CreationDate"].timestamp())
-                for b in r.get("Buckets", [])
-            ]
+            out += [BucketInfo(str(b["Name"]), b["CreationDate"].timestamp()) for b in r.get("Buckets", [])]
             if not r.get("ContinuationToken"):
                 return out
             args["ContinuationToken"] = r["ContinuationToken"]
@@ -264,12 +247,8 @@ class S3UnderStore:
     async def head_bucket(self, bucket: str) -> None:
         """HeadBucket; NoSuchBucket if it does not exist."""
         s3 = await self._s3()
-        try:
+        with _translated("HeadBucket", NoSuchBucket):
             await s3.head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "HeadBucket") from None
 
     # ---- writes ----
 
@@ -302,12 +281,8 @@ class S3UnderStore:
 
     async def _put_one(self, bucket: str, key: str, data: bytes, extra: dict[str, Any]) -> ObjectInfo:
         s3 = await self._s3()
-        try:
+        with _translated("PutObject", NoSuchBucket):
             r = await s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "PutObject") from None
         return ObjectInfo(bucket, key, len(data), _etag(r["ETag"]), time.time())
 
     async def _put_multipart(
@@ -320,21 +295,15 @@ class S3UnderStore:
         extra: dict[str, Any],
     ) -> ObjectInfo:
         s3 = await self._s3()
-        try:
+        with _translated("CreateMultipartUpload", NoSuchBucket):
             upload = (await s3.create_multipart_upload(Bucket=bucket, Key=key, **extra))["UploadId"]
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "CreateMultipartUpload") from None
         done: builtins.list[dict[str, Any]] = []
         total = 0
         try:
 
             async def send(data: bytes) -> None:
                 n = len(done) + 1
-                r = await s3.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=data
-                )
+                r = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=data)
                 done.append({"PartNumber": n, "ETag": r["ETag"]})
 
             for data in head:
@@ -351,9 +320,7 @@ class S3UnderStore:
             # Nothing may become visible from a failed body; a failed abort only leaks
             # parts until the bucket's lifecycle rule (if any) cleans them.
             with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
-                )
+                await asyncio.shield(s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload))
             if isinstance(exc, ClientError):
                 raise map_client_error(exc, NoSuchBucket) from None
             if isinstance(exc, _TRANSPORT_ERRORS):
@@ -364,26 +331,18 @@ class S3UnderStore:
     async def delete(self, bucket: str, key: str) -> None:
         """DeleteObject (S3 itself answers success for a missing key)."""
         s3 = await self._s3()
-        try:
+        with _translated("DeleteObject", NoSuchBucket):
             await s3.delete_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "DeleteObject") from None
 
     async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
         """CopyObject (single request: sources up to 5 GiB), then a HEAD for the new size."""
         s3 = await self._s3()
-        try:
+        with _translated("CopyObject"):
             await s3.copy_object(
                 Bucket=dst_bucket,
                 Key=dst_key,
                 CopySource={"Bucket": src_bucket, "Key": src_key},
             )
-        except ClientError as exc:
-            raise map_client_error(exc) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "CopyObject") from None
         return await self.head(dst_bucket, dst_key)
 
     async def create_bucket(self, bucket: str) -> None:
@@ -393,22 +352,14 @@ class S3UnderStore:
         region = s3.meta.region_name
         if region and region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
+        with _translated("CreateBucket", NoSuchBucket):
             await s3.create_bucket(**args)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "CreateBucket") from None
 
     async def delete_bucket(self, bucket: str) -> None:
         """DeleteBucket; BucketNotEmpty as S3 says."""
         s3 = await self._s3()
-        try:
+        with _translated("DeleteBucket", NoSuchBucket):
             await s3.delete_bucket(Bucket=bucket)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "DeleteBucket") from None
 
     # ---- multipart uploads (passed through) ----
 
@@ -426,12 +377,8 @@ class S3UnderStore:
             extra["ContentType"] = content_type
         if metadata:
             extra["Metadata"] = metadata
-        try:
+        with _translated("CreateMultipartUpload", NoSuchBucket):
             r = await s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchBucket) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "CreateMultipartUpload") from None
         return str(r["UploadId"])
 
     async def put_part(
@@ -454,7 +401,7 @@ class S3UnderStore:
             length = spool.tell()
             _check_size(length, size)
             spool.seek(0)
-            try:
+            with _translated("UploadPart", NoSuchUpload):
                 r = await s3.upload_part(
                     Bucket=bucket,
                     Key=key,
@@ -463,10 +410,6 @@ class S3UnderStore:
                     Body=spool,
                     ContentLength=length,
                 )
-            except ClientError as exc:
-                raise map_client_error(exc, NoSuchUpload) from None
-            except _TRANSPORT_ERRORS as exc:
-                raise _transport(exc, "UploadPart") from None
         return _etag(r["ETag"])
 
     async def complete_upload(
@@ -475,25 +418,17 @@ class S3UnderStore:
         """CompleteMultipartUpload, then a HEAD for the new size."""
         s3 = await self._s3()
         done = [{"PartNumber": n, "ETag": f'"{etag.strip(chr(34))}"'} for n, etag in parts]
-        try:
+        with _translated("CompleteMultipartUpload", NoSuchUpload):
             await s3.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
             )
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchUpload) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "CompleteMultipartUpload") from None
         return await self.head(bucket, key)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """AbortMultipartUpload."""
         s3 = await self._s3()
-        try:
+        with _translated("AbortMultipartUpload", NoSuchUpload):
             await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        except ClientError as exc:
-            raise map_client_error(exc, NoSuchUpload) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _transport(exc, "AbortMultipartUpload") from None
 
     async def close(self) -> None:
         """Close the client and its connection pool; a later call opens a new one."""
@@ -522,3 +457,17 @@ async def _parts(body: AsyncIterator[bytes], part_size: int) -> AsyncIterator[by
 
 def _transport(exc: BaseException, operation: str) -> UnderStoreError:
     return UnderStoreError(f"{operation}: {exc.__class__.__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _translated(operation: str, missing: type[CacheError] = NoSuchKey) -> Iterator[None]:
+    """Raise botocore's errors from ``operation`` as pipecache's typed errors.
+
+    ``missing`` is what a bare 404 means for this call (a key, a bucket, an upload).
+    """
+    try:
+        yield
+    except ClientError as exc:
+        raise map_client_error(exc, missing) from None
+    except _TRANSPORT_ERRORS as exc:
+        raise _transport(exc, operation) from None
