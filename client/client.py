@@ -332,13 +332,17 @@ class Client:
         )
         return reply.dropped
 
-    async def _after_write(self, bucket: str, key: str, ok: bool) -> None:
-        """Invalidate after a write; after a failed one, best effort (it may have landed)."""
-        if ok:
-            await self.invalidate(bucket, key)
-            return
-        with contextlib.suppress(CacheError):
-            await self.invalidate(bucket, key)
+    @contextlib.asynccontextmanager
+    async def _writing(self, bucket: str, key: str) -> AsyncIterator[None]:
+        """Invalidate the key after the write inside; after a failed one, best effort
+        (it may have landed) and the write's own error is what the caller sees."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(CacheError):
+                await self.invalidate(bucket, key)
+            raise
+        await self.invalidate(bucket, key)
 
     async def put(
         self,
@@ -355,36 +359,22 @@ class Client:
         ``body`` may stream (an async iterator of chunks); if it raises, nothing is stored.
         """
         ufs = await self.understore()
-        ok = False
-        try:
-            info = await ufs.put(bucket, key, body, size, content_type, metadata)
-            ok = True
-        finally:
-            await self._after_write(bucket, key, ok)
-        return info
+        async with self._writing(bucket, key):
+            return await ufs.put(bucket, key, body, size, content_type, metadata)
 
     async def delete(self, bucket: str, key: str) -> None:
         """Delete an object (a missing key is not an error, as in S3)."""
         ufs = await self.understore()
-        ok = False
-        try:
+        async with self._writing(bucket, key):
             await ufs.delete(bucket, key)
-            ok = True
-        finally:
-            await self._after_write(bucket, key, ok)
 
     async def copy(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> p.ObjectInfo:
         """Server-side copy in the under-store; the new object's info."""
         ufs = await self.understore()
-        ok = False
-        try:
-            info = await ufs.copy(src_bucket, src_key, dst_bucket, dst_key)
-            ok = True
-        finally:
-            await self._after_write(dst_bucket, dst_key, ok)
-        return info
+        async with self._writing(dst_bucket, dst_key):
+            return await ufs.copy(src_bucket, src_key, dst_bucket, dst_key)
 
     async def create_bucket(self, bucket: str) -> None:
         """Create a bucket (BucketAlreadyOwnedByYou if it exists)."""
@@ -425,13 +415,8 @@ class Client:
     ) -> p.ObjectInfo:
         """Assemble the object from (part number, ETag) pairs; the key's metadata is invalidated."""
         ufs = await self.understore()
-        ok = False
-        try:
-            info = await ufs.complete_upload(bucket, key, upload_id, parts)
-            ok = True
-        finally:
-            await self._after_write(bucket, key, ok)
-        return info
+        async with self._writing(bucket, key):
+            return await ufs.complete_upload(bucket, key, upload_id, parts)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop a multipart upload and its parts."""
