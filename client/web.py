@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -68,6 +68,16 @@ def metrics_handler(registry: CollectorRegistry) -> Callable[[web.Request], Awai
 
 async def health_handler(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def guard(coro: Coroutine[Any, Any, None], name: str) -> None:
+    """Await a background coroutine, logging a crash instead of losing it in a dead task."""
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task %s crashed", name)
 
 
 def install_uvloop() -> None:

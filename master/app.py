@@ -68,6 +68,7 @@ from ..client.protocol import (
 from ..client.ufs.base import UnderStore
 from ..client.web import (
     error_middleware,
+    guard,
     health_handler,
     metrics_handler,
     msgpack_response,
@@ -269,7 +270,7 @@ class Master:
     def start_job(self, req: LoadRequest) -> Job:
         """Create a job in ``listing`` state and list its paths in the background."""
         job = self.jobs.create(req.paths, req.priority, time.monotonic())
-        task = asyncio.create_task(_guard(self._list_job(job), f"listing of {job.id}"))
+        task = asyncio.create_task(guard(self._list_job(job), f"listing of {job.id}"))
         self.listings.add(task)
         task.add_done_callback(self.listings.discard)
         return job
@@ -474,16 +475,6 @@ async def metrics_middleware(
 # ---- lifecycle -------------------------------------------------------------------
 
 
-async def _guard(coro: Awaitable[None], name: str) -> None:
-    """Run a background task to its end, logging a crash instead of losing it."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("background task %s crashed", name)
-
-
 async def _sweep_forever(m: Master) -> None:
     while True:
         await asyncio.sleep(m.settings.heartbeat_interval)
@@ -516,7 +507,7 @@ def _understore_ctx(owned: bool) -> Callable[[web.Application], AsyncIterator[No
 
 
 async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_guard(_sweep_forever(app[MASTER]), "liveness sweep"))
+    task = asyncio.create_task(guard(_sweep_forever(app[MASTER]), "liveness sweep"))
     try:
         yield
     finally:

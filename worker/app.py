@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ..client.protocol import BLOCKS, HEALTH, METRICS
-from ..client.web import error_middleware, health_handler, metrics_handler
+from ..client.web import error_middleware, guard, health_handler, metrics_handler
 from ..tiering.store import TieredStore
 from .blocks import BlockService
 from .handlers import SERVICE, USE_SENDFILE, count_requests, get_block, head_block
@@ -55,16 +54,6 @@ def make_app(settings: WorkerSettings) -> web.Application:
 def _store_of(app: web.Application) -> TieredStore | None:
     svc = app.get(SERVICE)
     return None if svc is None else svc.store
-
-
-async def guard(coro: Coroutine[Any, Any, None], name: str) -> None:
-    """Await a background coroutine, logging a crash instead of losing it in a dead task."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("background task %s crashed", name)
 
 
 async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
