@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-from pipecache.cli.up import Cluster, free_port, wait_healthy  # noqa: E402
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
+from pipecache.cli.up import free_port  # noqa: E402
 
-ACCESS, SECRET = "bench-access", "bench-secret"
+
+def bench_cluster(ufs_root: Path, data: Path, memory: str, ssd: str) -> PcCluster:
+    """One worker and the gateway with the defaults users get (4 MiB blocks, no test tuning)."""
+    return PcCluster(
+        ufs_root.as_uri(), data, block_size="4MiB", memory=memory, ssd=ssd, n_workers=1, master_args=()
+    )
 
 
 def need(*tools: str) -> None:
@@ -27,81 +32,6 @@ def need(*tools: str) -> None:
     if missing:
         pkgs = {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl"}
         subprocess.run(["apt-get", "install", "-y", "-qq", *[pkgs.get(t, t) for t in missing]], check=True)
-
-
-@dataclass
-class PcCluster:
-    ufs_root: Path
-    data: Path
-    memory: str
-    ssd: str
-    workers: int = 1
-    block_size: str = "4MiB"
-    procs: Cluster = field(default_factory=Cluster)
-    gateway: str = ""
-    master: str = ""
-    worker_urls: list[str] = field(default_factory=list)
-
-    def start(self) -> PcCluster:
-        mport = free_port()
-        self.master = f"http://127.0.0.1:{mport}"
-        m = self.procs.spawn(
-            "master",
-            "master",
-            "--port",
-            str(mport),
-            "--ufs",
-            self.ufs_root.as_uri(),
-            "--block-size",
-            self.block_size,
-        )
-        wait_healthy(self.master, m)
-        for i in range(self.workers):
-            port = free_port()
-            w = self.procs.spawn(
-                f"worker-{i}",
-                "worker",
-                "--master",
-                self.master,
-                "--port",
-                str(port),
-                "--data-dir",
-                str(self.data / f"w{i}"),
-                "--memory",
-                self.memory,
-                "--ssd",
-                self.ssd,
-                "--worker-id",
-                f"w{i}",
-            )
-            self.worker_urls.append(f"http://127.0.0.1:{port}")
-            wait_healthy(self.worker_urls[-1], w)
-        gport = free_port()
-        self.gateway = f"http://127.0.0.1:{gport}"
-        g = self.procs.spawn(
-            "gateway",
-            "gateway",
-            "--master",
-            self.master,
-            "--port",
-            str(gport),
-            env={"PIPECACHE_ACCESS_KEY": ACCESS, "PIPECACHE_SECRET_KEY": SECRET},
-        )
-        wait_healthy(self.gateway, g)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            out = subprocess.run(
-                [sys.executable, "-m", "pipecache.cli", "report", "--master", self.master, "--json"],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0 and len(json.loads(out.stdout)["workers"]) == self.workers:
-                break
-            time.sleep(0.2)
-        return self
-
-    def stop(self) -> None:
-        self.procs.stop()
 
 
 def _get(url: str) -> bytes | None:
@@ -237,8 +167,8 @@ def presigner(endpoint: str):  # type: ignore[no-untyped-def]
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
         region_name="us-east-1",
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, Nginx, PcCluster, curl_speed, need, presigner, wrk  # noqa: E402
+from common import RESULTS, Nginx, bench_cluster, curl_speed, need, presigner, wrk  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -69,7 +69,7 @@ def run(seconds: int, small: int) -> dict[str, object]:
         keys = [f"small/{i:05d}.bin" for i in range(small)]
         try:
             # ---- memory tier: budgets that hold everything in memory
-            mem = PcCluster(ufs, work / "mem", memory="2GiB", ssd="0").start()
+            mem = bench_cluster(ufs, work / "mem", memory="2GiB", ssd="0").start()
             try:
                 sign = presigner(mem.gateway)
                 big = sign("bench", "big.bin")
@@ -88,7 +88,7 @@ def run(seconds: int, small: int) -> dict[str, object]:
             finally:
                 mem.stop()
             # ---- SSD tier: a memory tier far smaller than the object
-            ssd = PcCluster(ufs, work / "ssd", memory="16MiB", ssd="2GiB").start()
+            ssd = bench_cluster(ufs, work / "ssd", memory="16MiB", ssd="2GiB").start()
             try:
                 big = presigner(ssd.gateway)("bench", "big.bin")
                 warm([big])

@@ -47,14 +47,32 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
 
+FAST_TEST_MASTER_ARGS = (
+    "--heartbeat-interval",
+    "0.2",
+    "--worker-timeout",
+    "3",
+    "--metadata-ttl",
+    "1",
+    # A small load window, so a test can cancel a load job while it runs.
+    "--load-window",
+    "16",
+)
+"""Master tuning for tests: quick heartbeats and expiry, short metadata trust."""
+
+
 @dataclass
 class PcCluster:
+    """Master, workers and gateway as processes (tests and benchmarks share it)."""
+
     ufs: str
     root: Path
     block_size: str = "1MiB"
     memory: str = "16MiB"
     ssd: str = "512MiB"
     n_workers: int = 2
+    master_args: tuple[str, ...] = FAST_TEST_MASTER_ARGS
+    """Extra master flags; benchmarks pass () to run with the defaults users get."""
     procs: Cluster = field(default_factory=Cluster)
     workers: list[Worker] = field(default_factory=list)
     master_port: int = 0
@@ -79,15 +97,7 @@ class PcCluster:
             self.ufs,
             "--block-size",
             self.block_size,
-            "--heartbeat-interval",
-            "0.2",
-            "--worker-timeout",
-            "3",
-            "--metadata-ttl",
-            "1",
-            # A small load window, so a test can cancel a load job while it runs.
-            "--load-window",
-            "16",
+            *self.master_args,
         )
         wait_healthy(self.master, m)
         for i in range(self.n_workers):
