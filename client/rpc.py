@@ -25,6 +25,10 @@ async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
     raise CacheError(f"HTTP {resp.status} from {resp.url.host}:{resp.url.port}: {body[:200]!r}")
 
 
+class Unreachable(NoWorkers):
+    """The service did not answer at all (refused, reset, timed out): not an answer about the request."""
+
+
 async def call(
     session: aiohttp.ClientSession,
     url: str,
@@ -44,9 +48,9 @@ async def call(
             await raise_for_error(resp)
             body = await resp.read()
     except aiohttp.ClientError as exc:
-        raise NoWorkers(f"cannot reach {url}: {exc}") from exc
+        raise Unreachable(f"cannot reach {url}: {exc}") from exc
     except TimeoutError as exc:
-        raise NoWorkers(f"{url} did not answer within {timeout}s") from exc
+        raise Unreachable(f"{url} did not answer within {timeout}s") from exc
     if reply_cls is _Empty:
         return _Empty()  # type: ignore[return-value]
     try:
