@@ -31,7 +31,7 @@ from ..tiering.errors import (
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
 from .jobs import Job
-from .rpc import Empty, Unreachable, call, raise_for_error
+from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
 from .ufs import UnderStore, open_understore
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class ClientOptions:
     """Seconds between refreshes of the worker list."""
     connections: int = 256
     """Connection pool size towards workers and the master."""
+    token: str | None = dataclasses.field(default_factory=cluster_token)
+    """The cluster token sent to the master and workers (default: $PIPECACHE_CLUSTER_TOKEN)."""
     ufs: str | None = None
     """Under-store URI for writes (None: the master's, read from its config on first write)."""
 
@@ -122,7 +124,9 @@ class Client:
     async def start(self) -> Client:
         if self._session is None:
             conn = aiohttp.TCPConnector(limit=self.options.connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                connector=conn, auto_decompress=False, headers=token_headers(self.options.token)
+            )
         return self
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TypeVar
 
 import aiohttp
@@ -23,6 +24,21 @@ async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
         except BadRequest:
             pass
     raise CacheError(f"HTTP {resp.status} from {resp.url.host}:{resp.url.port}: {body[:200]!r}")
+
+
+TOKEN_ENV = "PIPECACHE_CLUSTER_TOKEN"
+"""The environment variable every pipecache process reads the cluster token from."""
+
+
+def cluster_token(environ: dict[str, str] | None = None) -> str | None:
+    """The cluster token from the environment (None when unset or empty: no check)."""
+    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "")
+    return token or None
+
+
+def token_headers(token: str | None) -> dict[str, str]:
+    """Request headers that carry ``token`` to a master or worker."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class Unreachable(NoWorkers):
