@@ -10,8 +10,7 @@ from typing import TextIO
 import click
 
 from ..client import JobInfo, connect
-from ..client.stats import human_bytes as _size
-from ..client.stats import human_eta as _eta
+from ..client.stats import human_bytes, human_eta
 
 BAR = 24
 
@@ -20,8 +19,8 @@ def job_line(info: JobInfo) -> str:
     """Percent of blocks resident, objects and bytes done/total, throughput, ETA."""
     return (
         f"{info.fraction * 100:5.1f}%  objects {info.objects_done}/{info.objects_total}  "
-        f"{_size(info.bytes_done)}/{_size(info.bytes_total)}  "
-        f"{_size(info.throughput_bps)}/s  eta {_eta(info.eta_seconds)}"
+        f"{human_bytes(info.bytes_done)}/{human_bytes(info.bytes_total)}  "
+        f"{human_bytes(info.throughput_bps)}/s  eta {human_eta(info.eta_seconds)}"
     )
 
 
