@@ -131,7 +131,9 @@ def _clamp(size: int, start: int | None, end: int | None) -> tuple[int, int]:
 
 
 class PipecacheFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
-    """Read-only fsspec filesystem for ``pipecache://bucket/key`` URLs.
+    """fsspec filesystem for ``pipecache://bucket/key`` URLs.
+
+    Reads come through the cache; writes go through to the under-store.
 
     :param master: the master's URL (default ``$PIPECACHE_MASTER``, else
         ``http://127.0.0.1:9000``).
