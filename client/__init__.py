@@ -12,6 +12,7 @@ from ..tiering.errors import (
     InvalidRange,
     NoCapacity,
     NoSuchBucket,
+    NoSuchHold,
     NoSuchJob,
     NoSuchKey,
     NoWorkers,
@@ -21,7 +22,17 @@ from ..tiering.errors import (
 )
 from .client import Client, ClientOptions, ObjectReader, Range, connect
 from .jobs import Job
-from .protocol import BucketInfo, JobFailure, JobInfo, ListEntry, ListPage, ObjectInfo, WorkerInfo
+from .protocol import (
+    BucketInfo,
+    FreeReply,
+    HoldInfo,
+    JobFailure,
+    JobInfo,
+    ListEntry,
+    ListPage,
+    ObjectInfo,
+    WorkerInfo,
+)
 
 __all__ = [
     "BadRequest",
@@ -30,6 +41,8 @@ __all__ = [
     "ChecksumMismatch",
     "Client",
     "ClientOptions",
+    "FreeReply",
+    "HoldInfo",
     "InterfaceError",
     "InvalidRange",
     "Job",
@@ -39,6 +52,7 @@ __all__ = [
     "ListPage",
     "NoCapacity",
     "NoSuchBucket",
+    "NoSuchHold",
     "NoSuchJob",
     "NoSuchKey",
     "NoWorkers",
