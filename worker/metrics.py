@@ -89,12 +89,24 @@ class StoreCollector(Collector):
         corrupt = CounterMetricFamily(
             "pipecache_worker_corrupt_blocks", "SSD block files found corrupt and dropped."
         )
+        pinned = GaugeMetricFamily(
+            "pipecache_worker_pinned_blocks", "Resident blocks pinned on the master's request."
+        )
+        pinned_bytes = GaugeMetricFamily(
+            "pipecache_worker_pinned_bytes", "Bytes held by pinned blocks per tier.", labels=["tier"]
+        )
         if store is not None:
             for tier, value in store.usage().items():
                 used.add_metric([tier], value)
             for tier, value in store.capacity().items():
                 cap.add_metric([tier], value)
-            corrupt.add_metric([], store.stats().get("corrupt_dropped", 0))
+            stats = store.stats()
+            corrupt.add_metric([], stats.get("corrupt_dropped", 0))
+            pinned.add_metric([], stats["pinned_blocks"])
+            for tier in TIERS:
+                pinned_bytes.add_metric([tier], stats[f"pinned_{tier}_bytes"])
         yield used
         yield cap
         yield corrupt
+        yield pinned
+        yield pinned_bytes
