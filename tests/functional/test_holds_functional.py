@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
 from cluster import PcCluster
@@ -228,16 +225,6 @@ async def test_load_with_a_hold_lands_pinned(small: PcCluster) -> None:
         await pinned_on_worker(small, 0)
 
 
-def cli(cluster: PcCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipecache.cli", *args, "--master", cluster.master],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent,
-    )
-
-
 def test_cli_verbs(small: PcCluster) -> None:
     async def read_keep() -> None:
         async with connect(small.master) as pc:
@@ -248,33 +235,33 @@ def test_cli_verbs(small: PcCluster) -> None:
             assert await resident(pc, ids) == 3
 
     asyncio.run(read_keep())
-    r = cli(small, "pin", "s3://holds/keep/o-2", "--ttl", "600", "--json")
+    r = small.cli("pin", "s3://holds/keep/o-2", "--ttl", "600", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert (info["name"], info["kind"], info["blocks"]) == ("s3://holds/keep/o-2", "pin", 1)
     assert info["expires"] == pytest.approx(time.time() + 600, abs=30)
-    r = cli(small, "pin", "s3://holds/keep/", "--name", "keep-all")
+    r = small.cli("pin", "s3://holds/keep/", "--name", "keep-all")
     assert r.returncode == 0 and r.stdout.startswith("active: keep-all  pin  ") and "/3 blocks" in r.stdout
-    r = cli(small, "pins", "--json")
+    r = small.cli("pins", "--json")
     names = {h["name"]: h for h in json.loads(r.stdout)["holds"]}
     assert {"s3://holds/keep/o-2", "keep-all"} <= set(names)
-    r = cli(small, "pins")
+    r = small.cli("pins")
     assert "keep-all  pin  " in r.stdout and "expires never" in r.stdout and "(in 9m" in r.stdout
-    r = cli(small, "free", "s3://holds/keep/", "--json")
+    r = small.cli("free", "s3://holds/keep/", "--json")
     assert json.loads(r.stdout) == {"freed": 0, "refused": 3}
-    r = cli(small, "free", "s3://holds/keep/")
+    r = small.cli("free", "s3://holds/keep/")
     assert r.stdout.strip() == (
         "freeing 0 cached blocks; kept 3 pinned or protected blocks (use --force to drop them too)"
     )
-    r = cli(small, "ttl", "s3://holds/keep/o-0", "s3://holds/keep/o-1", "3600", "--json")
+    r = small.cli("ttl", "s3://holds/keep/o-0", "s3://holds/keep/o-1", "3600", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["kind"] == "ttl"
     for name in ("s3://holds/keep/o-2", "keep-all"):
-        r = cli(small, "unpin", name, "--json")
+        r = small.cli("unpin", name, "--json")
         assert r.returncode == 0 and json.loads(r.stdout)["state"] == "released"
-    r = cli(small, "unpin", "keep-all")
+    r = small.cli("unpin", "keep-all")
     assert r.returncode == 1 and "NoSuchHold" in r.stderr
-    r = cli(small, "pin", "s3://no-such-bucket-holds/x")
+    r = small.cli("pin", "s3://no-such-bucket-holds/x")
     assert r.returncode == 1 and "NoSuchBucket" in r.stderr
-    r = cli(small, "ttl", "s3://holds/keep/", "-5")
+    r = small.cli("ttl", "s3://holds/keep/", "-5")
     assert r.returncode == 2
