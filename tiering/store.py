@@ -229,15 +229,17 @@ class TieredStore:
 
     def release(self, block_ids: Iterable[str]) -> int:
         """Unpin blocks and make them the first to go; how many resident blocks were released."""
+        ids = [b for b in block_ids if is_block_id(b)]
         with self._lock:
-            ids = [b for b in block_ids if is_block_id(b) and self._resident(b)]
             gone = self._pins.unpin(ids)
             for policy in self._policies():
                 policy.unpinned(gone)
-            new = self._pins.release(ids)
+            # Only resident blocks are marked: one arriving later is an ordinary block.
+            resident = [b for b in ids if self._resident(b)]
+            new = self._pins.release(resident)
             for policy in self._policies():
                 policy.released(new)
-            return len(ids)
+            return len(resident)
 
     def pinned(self) -> list[str]:
         """Every pinned id (resident or not), sorted."""

@@ -207,7 +207,8 @@ def test_released_blocks_are_evicted_first(tmp_path: Path) -> None:
         s.put(b, _data(b))  # IDS[:3] on SSD, IDS[3:6] in memory
     s.drain_changes()
     s.pin([IDS[4], IDS[1]])
-    assert s.release([IDS[4], IDS[1], IDS[50]]) == 2  # IDS[50] is not resident
+    s.pin([IDS[50]])  # pinned ahead of an arrival that never came
+    assert s.release([IDS[4], IDS[1], IDS[50]]) == 2  # IDS[50] is not resident, but unpinned
     s.put(IDS[6], _data(IDS[6]))
     assert s.tier_of(IDS[4]) is None  # evicted from memory, not demoted
     s.put(IDS[7], _data(IDS[7]))  # memory victim IDS[3] is demoted: SSD drops IDS[1] first
