@@ -225,6 +225,26 @@ async def test_load_with_a_hold_lands_pinned(small: PcCluster) -> None:
         await pinned_on_worker(small, 0)
 
 
+async def test_a_node_full_of_pins_still_serves_reads(small: PcCluster) -> None:
+    async with connect(small.master) as pc:
+        await pc.pin(["s3://holds/noise/n-00", "s3://holds/noise/n-01"], name="fill")  # 20 blocks
+        await asyncio.sleep(0.5)
+        await pressure(pc)
+        noise = await block_ids(pc, *(f"noise/n-{i:03d}" for i in range(20)))
+        await asyncio.sleep(0.5)
+        held = await resident(pc, noise)
+        assert 12 <= held <= 14  # the node holds 14 blocks: all of them pinned now
+        ids = await block_ids(pc, "ttl/o-0")
+        ufs = small.worker_sum(UFS_BYTES)
+        for _ in range(2):
+            assert len(await pc.get(BUCKET, "ttl/o-0")) == BS
+        assert small.worker_sum(UFS_BYTES) == ufs + 2 * BS  # served, but not admitted
+        await asyncio.sleep(0.5)
+        assert await resident(pc, ids) == 0 and await resident(pc, noise) == held
+        await pc.release("fill")
+        await pinned_on_worker(small, 0)
+
+
 def test_cli_verbs(small: PcCluster) -> None:
     async def read_keep() -> None:
         async with connect(small.master) as pc:
