@@ -14,6 +14,14 @@ needs room they are dropped *before* any block that lives only on SSD
 (oldest promotion first); dropping a copy loses nothing. A block held in both
 tiers counts once in ``block_ids`` and is reported by ``tier_of`` as memory.
 
+Pins (see ``pins.py``). Both tiers rank through a ``PinAwarePolicy``: a
+pinned block never leaves the node; memory offers it last, and only when an
+SSD can take it, so it is demoted, never evicted (one that cannot move stays).
+Released blocks are offered first, and a released memory victim is evicted
+rather than demoted. A put that would need a pinned block to leave raises
+NoCapacity before anything changes (the worker then serves the bytes
+uncached); promotions never move pinned blocks.
+
 Locking. Two locks, taken in this order:
 
 * ``_writer`` serialises everything that writes or unlinks block files (put,
