@@ -14,9 +14,10 @@ bookkeeping, pure like the policies in ``eviction.py``.
 * Ids are remembered whether or not the block is resident, so a pin sent
   before a load lands the block protects it from its first byte.
 
-``PinAwarePolicy`` wraps any ``EvictionPolicy``: it keeps the inner policy's
-ranking and only reorders and filters its ``victims``, so LRU and LRFU both
-become pin-aware without knowing about pins.
+``PinAwarePolicy`` wraps any ``EvictionPolicy``: the inner policy ranks the
+ordinary blocks, and the wrapper puts released ones before them and pinned
+ones out of reach, so LRU and LRFU both become pin-aware without knowing
+about pins.
 """
 
 from __future__ import annotations
@@ -77,14 +78,20 @@ class PinSet:
 class PinAwarePolicy:
     """An ``EvictionPolicy`` that honours a ``PinSet`` (see the module docstring).
 
+    The inner policy ranks only the *ordinary* blocks: pinned and released
+    blocks are taken out of it and kept in their own recency lists, so
+    ``victims`` costs O(victims) however many blocks are pinned (asking the
+    inner policy to skip them would walk every pinned block on each call). A
+    block that becomes ordinary again re-enters the inner policy as if just
+    used.
+
     ``movable``: pinned blocks may be offered as victims, after every other
     block, because the tier's owner moves its victims to a lower tier instead
     of dropping them (the memory tier of a store with an SSD). The owner must
     then never evict a pinned victim; it keeps it where it is if it cannot
     move it.
 
-    The owner calls ``pinned``, ``unpinned`` and ``released`` after changing
-    the ``PinSet``, so the pinned byte count stays exact.
+    The owner calls ``changed`` with the ids whose pin state it just changed.
     """
 
     def __init__(self, inner: EvictionPolicy, pins: PinSet, *, movable: bool = False) -> None:
@@ -92,6 +99,8 @@ class PinAwarePolicy:
         self._pins = pins
         self._movable = movable
         self._sizes: dict[BlockId, int] = {}
+        self._pinned: OrderedDict[BlockId, None] = OrderedDict()
+        """Pinned resident blocks, least recently used first."""
         self._released: OrderedDict[BlockId, None] = OrderedDict()
         """Released resident blocks, least recently used first."""
         self.pinned_bytes = 0
@@ -100,26 +109,23 @@ class PinAwarePolicy:
     # -- membership (EvictionPolicy) ---------------------------------------------
 
     def on_insert(self, block_id: BlockId, size: int) -> None:
-        old = self._sizes.get(block_id)
-        if self._pins.is_pinned(block_id):
-            self.pinned_bytes += size - (old or 0)
+        if block_id in self._sizes:
+            self._detach(block_id)
         self._sizes[block_id] = size
-        self._inner.on_insert(block_id, size)
-        if self._pins.is_released(block_id):
-            self._released[block_id] = None
-            self._released.move_to_end(block_id)
+        self._attach(block_id)
 
     def on_access(self, block_id: BlockId) -> None:
-        self._inner.on_access(block_id)
-        if block_id in self._released:
+        if block_id in self._pinned:
+            self._pinned.move_to_end(block_id)
+        elif block_id in self._released:
             self._released.move_to_end(block_id)
+        else:
+            self._inner.on_access(block_id)
 
     def on_remove(self, block_id: BlockId) -> None:
-        size = self._sizes.pop(block_id, None)
-        if size is not None and self._pins.is_pinned(block_id):
-            self.pinned_bytes -= size
-        self._released.pop(block_id, None)
-        self._inner.on_remove(block_id)
+        if block_id in self._sizes:
+            self._detach(block_id)
+            del self._sizes[block_id]
 
     def __contains__(self, block_id: object) -> bool:
         return block_id in self._sizes
@@ -129,64 +135,73 @@ class PinAwarePolicy:
 
     # -- pin changes ------------------------------------------------------------------
 
-    def pinned(self, ids: Iterable[BlockId]) -> None:
-        """``ids`` were just pinned (each one newly)."""
+    def changed(self, ids: Iterable[BlockId]) -> None:
+        """The ``PinSet`` state of ``ids`` just changed: move resident ones to their new list."""
         for b in ids:
-            size = self._sizes.get(b)
-            if size is not None:
-                self.pinned_bytes += size
-                self._released.pop(b, None)
+            if b in self._sizes and self._kind(b) != self._list_of(b):
+                self._detach(b)
+                self._attach(b)
 
-    def unpinned(self, ids: Iterable[BlockId]) -> None:
-        """``ids`` were just unpinned (each one was pinned)."""
-        for b in ids:
-            self.pinned_bytes -= self._sizes.get(b, 0)
-
-    def released(self, ids: Iterable[BlockId]) -> None:
-        """``ids`` were just released: resident ones become the first candidates."""
-        for b in ids:
-            if b in self._sizes:
-                self._released[b] = None
-
-    def pinned_count(self) -> int:
-        """Resident pinned blocks of this tier (walks the pinned ids)."""
-        return sum(1 for b in self._pins.pinned() if b in self._sizes)
+    def pinned_ids(self) -> list[BlockId]:
+        """The pinned blocks of this tier."""
+        return list(self._pinned)
 
     # -- the ranking ------------------------------------------------------------------
 
     def victims(self, bytes_needed: int) -> list[BlockId]:
-        """Released blocks, then unpinned ones in the inner order, then (``movable``) pinned ones.
+        """Released blocks, then ordinary ones in the inner order, then (``movable``) pinned ones.
 
         Just enough to free ``bytes_needed``; fewer (all it may offer) when
         the tier cannot free that much.
         """
         out: list[BlockId] = []
-        freed = 0
-        for b in self._released:
-            if freed >= bytes_needed:
-                return out
-            out.append(b)
-            freed += self._sizes[b]
-        if freed >= bytes_needed:
-            return out
-        # Asking for the rest plus every byte that will be skipped guarantees
-        # enough unpinned candidates, unless the tier has none left at all.
-        skipped = self.pinned_bytes + freed
-        later: list[BlockId] = []
-        for b in self._inner.victims(bytes_needed - freed + skipped):
-            if freed >= bytes_needed:
-                break
-            if b in self._released:
-                continue
-            if self._pins.is_pinned(b):
-                later.append(b)
-                continue
-            out.append(b)
-            freed += self._sizes[b]
-        if self._movable:
-            for b in later:
-                if freed >= bytes_needed:
-                    break
+        freed = self._take(self._released, bytes_needed, out)
+        if freed < bytes_needed:
+            for b in self._inner.victims(bytes_needed - freed):
                 out.append(b)
                 freed += self._sizes[b]
+        if freed < bytes_needed and self._movable:
+            self._take(self._pinned, bytes_needed - freed, out)
         return out
+
+    # -- internals --------------------------------------------------------------------
+
+    def _take(self, ordered: OrderedDict[BlockId, None], bytes_needed: int, out: list[BlockId]) -> int:
+        freed = 0
+        for b in ordered:
+            if freed >= bytes_needed:
+                break
+            out.append(b)
+            freed += self._sizes[b]
+        return freed
+
+    def _kind(self, block_id: BlockId) -> str:
+        """Which list the ``PinSet`` says the block belongs in."""
+        if self._pins.is_pinned(block_id):
+            return "pinned"
+        return "released" if self._pins.is_released(block_id) else "ordinary"
+
+    def _list_of(self, block_id: BlockId) -> str:
+        """Which list the block is in now."""
+        if block_id in self._pinned:
+            return "pinned"
+        return "released" if block_id in self._released else "ordinary"
+
+    def _attach(self, block_id: BlockId) -> None:
+        kind, size = self._kind(block_id), self._sizes[block_id]
+        if kind == "pinned":
+            self._pinned[block_id] = None
+            self.pinned_bytes += size
+        elif kind == "released":
+            self._released[block_id] = None
+        else:
+            self._inner.on_insert(block_id, size)
+
+    def _detach(self, block_id: BlockId) -> None:
+        if block_id in self._pinned:
+            del self._pinned[block_id]
+            self.pinned_bytes -= self._sizes[block_id]
+        elif block_id in self._released:
+            del self._released[block_id]
+        else:
+            self._inner.on_remove(block_id)

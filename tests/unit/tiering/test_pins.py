@@ -45,27 +45,28 @@ def _policy(n: int, movable: bool = False) -> tuple[PinAwarePolicy, PinSet]:
 
 def test_pinned_blocks_are_skipped_and_counted() -> None:
     pol, pins = _policy(4)
-    pol.pinned(pins.pin(IDS[:2]))
+    pol.changed(pins.pin(IDS[:2]))
     assert pol.pinned_bytes == 20
     assert pol.victims(15) == IDS[2:4]
     assert pol.victims(100) == IDS[2:4]  # all it may offer
-    pol.unpinned(pins.unpin([IDS[0]]))
-    assert pol.pinned_bytes == 10 and pol.victims(5) == [IDS[0]]
+    pol.changed(pins.unpin([IDS[0]]))
+    assert pol.pinned_bytes == 10
+    assert pol.victims(25) == [IDS[2], IDS[3], IDS[0]]  # back among the ordinary, as just used
 
 
 def test_movable_tier_offers_pinned_blocks_last() -> None:
     pol, pins = _policy(4, movable=True)
-    pol.pinned(pins.pin([IDS[0]]))
+    pol.changed(pins.pin([IDS[0]]))
     assert pol.victims(35) == [IDS[1], IDS[2], IDS[3], IDS[0]]
     assert pol.victims(25) == [IDS[1], IDS[2], IDS[3]]
 
 
 def test_released_blocks_go_first_least_recent_first() -> None:
     pol, pins = _policy(5)
-    pol.pinned(pins.pin(IDS[2:5]))
+    pol.changed(pins.pin(IDS[2:5]))
     ids = IDS[2:5]
-    pol.unpinned(pins.unpin(ids))
-    pol.released(pins.release(ids))
+    pol.changed(pins.unpin(ids))
+    pol.changed(pins.release(ids))
     pol.on_access(IDS[2])  # most recent among the released now
     assert pol.victims(30) == [IDS[3], IDS[4], IDS[2]]
     assert pol.victims(40) == [IDS[3], IDS[4], IDS[2], IDS[0]]
@@ -77,12 +78,12 @@ def test_released_blocks_go_first_least_recent_first() -> None:
 
 def test_pin_before_arrival_and_repin_clears_release() -> None:
     pol, pins = _policy(2)
-    pol.pinned(pins.pin([IDS[9]]))
+    pol.changed(pins.pin([IDS[9]]))
     assert pol.pinned_bytes == 0
     pol.on_insert(IDS[9], 7)
     assert pol.pinned_bytes == 7 and IDS[9] not in pol.victims(1000)
-    pol.released(pins.release([IDS[0]]))
-    pol.pinned(pins.pin([IDS[0]]))
+    pol.changed(pins.release([IDS[0]]))
+    pol.changed(pins.pin([IDS[0]]))
     assert pol.victims(1000) == [IDS[1]]
 
 
@@ -116,13 +117,12 @@ def test_property_pinned_never_victims_released_first(
             pins.left(b)
             sizes.pop(b, None)
         elif op == "pin":
-            pol.pinned(pins.pin([b]))
+            pol.changed(pins.pin([b]))
         elif op == "unpin":
-            pol.unpinned(pins.unpin([b]))
+            pol.changed(pins.unpin([b]))
         elif op == "release":
-            gone = pins.unpin([b])
-            pol.unpinned(gone)
-            pol.released(pins.release([b]))
+            pol.changed(pins.unpin([b]))
+            pol.changed(pins.release([b]))
         assert pol.pinned_bytes == sum(s for k, s in sizes.items() if pins.is_pinned(k))
         victims = pol.victims(n * 3)
         assert len(victims) == len(set(victims)) and set(victims) <= set(sizes)
@@ -238,3 +238,13 @@ def test_big_block_straight_to_ssd_respects_pins(tmp_path: Path) -> None:
     s.unpin([IDS[0]])
     s.put(IDS[2], _data(IDS[2], 2 * N))
     assert s.tier_of(IDS[0]) is None and s.tier_of(IDS[1]) == "ssd"
+
+
+def test_large_pin_commands_are_applied_in_chunks() -> None:
+    s = _store(None)
+    many = [f"{i:016x}" for i in range(3 * 4096 + 5)]
+    s.put(many[-1], _data(many[-1]))
+    assert s.pin(many + ["not-an-id"]) == len(many)
+    assert len(s.pinned()) == len(many) and s.stats()["pinned_blocks"] == 1
+    assert s.release(many) == 1  # only the resident one is marked
+    assert s.pinned() == [] and s.stats()["pinned_blocks"] == 0
