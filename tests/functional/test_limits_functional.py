@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -37,7 +38,8 @@ def test_oversized_or_garbled_requests_are_refused_fast(cluster: PcCluster, gw, 
     t0 = time.monotonic()
     answer = raw(cluster, request_bytes)
     assert time.monotonic() - t0 < 5
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    # HTTP/1.0 when the parser gave up before it read the version.
+    assert answer == b"" or re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:200]
     # Still serving.
     gw.list_buckets()
 
