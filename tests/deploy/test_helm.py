@@ -537,6 +537,25 @@ def test_credentials_secret_or_existing_secret(render: Render) -> None:
             assert env["AWS_DEFAULT_REGION"]["value"] == render.value("ufs.region")
 
 
+def test_every_component_carries_the_cluster_token(render: Render) -> None:
+    """Master, workers, gateway and watcher get one token from the Secret (the services refuse
+    API and block requests without it), generated when not given."""
+    existing = render.value("credentials.existingSecret", "")
+    tokens = set()
+    for w in render.kinds(*WORKLOAD_KINDS):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            env = {v["name"]: v for v in c.get("env", [])}
+            ref = env["PIPECACHE_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == render.value("credentials.keys.clusterToken", "cluster-token")
+            assert bool(ref.get("optional")) == bool(existing)
+            tokens.add(_container_env(render, w, c).get("PIPECACHE_CLUSTER_TOKEN"))
+    if not existing:
+        (token,) = tokens
+        assert token and len(token) >= 32
+        given = render.value("credentials.clusterToken", "")
+        assert token == given or not given
+
+
 def test_watcher_and_rbac_only_when_enabled(render: Render) -> None:
     enabled = render.value("watcher.enabled", False)
     namespaces = render.value("watcher.namespaces", []) or []

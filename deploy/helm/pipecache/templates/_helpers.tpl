@@ -159,6 +159,22 @@ Identity, instance profiles) leaves the AWS SDK's own credential chain in charge
 {{- end }}
 
 {{/*
+The cluster token every pipecache process carries: masters and workers answer their
+control and block APIs only to its holders. A chart-made Secret always has it; an
+existingSecret without the key leaves it unset (and the services unguarded).
+*/}}
+{{- define "pipecache.tokenEnv" -}}
+- name: PIPECACHE_CLUSTER_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "pipecache.secretName" . }}
+      key: {{ .Values.credentials.keys.clusterToken }}
+      {{- if .Values.credentials.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
+
+{{/*
 The writable /tmp every container gets (the root filesystem is read-only).
 */}}
 {{- define "pipecache.tmpVolume" -}}
