@@ -204,6 +204,20 @@ def worker(
 @click.option(
     "--anonymous", is_flag=True, help="Accept unsigned requests (no keys at all). For trusted networks only."
 )
+@click.option(
+    "--tenants",
+    "tenants_file",
+    envvar="PIPECACHE_TENANTS",
+    default=None,
+    help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the key pair).",
+)
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    envvar="PIPECACHE_DOMAINS",
+    help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,
@@ -213,6 +227,8 @@ def gateway(
     secret_key: str | None,
     region: str,
     anonymous: bool,
+    tenants_file: str | None,
+    domains: tuple[str, ...],
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -227,6 +243,8 @@ def gateway(
         secret_key=secret_key,
         region=region,
         anonymous=anonymous,
+        tenants_file=tenants_file,
+        domains=domains,
     )
     _check_or_fail(s.validate)
     if check_config:

@@ -164,7 +164,7 @@ def validate_key(key: str) -> None:
         raise InvalidArgument("Object key must not contain NUL")
 
 
-def _decode_path_part(raw: str) -> str:
+def decode_path_part(raw: str) -> str:
     if _BAD_ESCAPE.search(raw):
         raise InvalidURI()
     try:
@@ -193,11 +193,11 @@ def parse_path(
         if slash:
             raise InvalidBucketName(extra={"BucketName": ""})
         return None, None
-    bucket = _decode_path_part(raw_bucket)
+    bucket = decode_path_part(raw_bucket)
     validate_bucket_name(bucket, legacy=legacy_bucket_names)
     if not raw_key:
         return bucket, None
-    key = _decode_path_part(raw_key)
+    key = decode_path_part(raw_key)
     validate_key(key)
     return bucket, key
 
