@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -117,6 +118,20 @@ class PcCluster:
         wait_healthy(self.gateway, g)
         self.wait_workers(self.n_workers)
         return self
+
+    def extra_gateway(self, *args: str) -> tuple[str, subprocess.Popen[bytes]]:
+        """Another gateway in front of this cluster's master, with its own flags; the caller stops it."""
+        port = free_port()
+        cmd = [sys.executable, "-m", "pipecache.cli", "gateway", "--master", self.master, "--port", str(port)]
+        proc = subprocess.Popen([*cmd, *args])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return url, proc
 
     def start_worker(self, w: Worker) -> None:
         w.proc = self.procs.spawn(
