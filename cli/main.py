@@ -77,6 +77,12 @@ def main(verbose: int) -> None:
     help="Seconds object metadata is trusted before the under-store is asked again.",
 )
 @click.option(
+    "--consistency",
+    default="",
+    envvar="PIPECACHE_CONSISTENCY",
+    help="immutable, ttl=SECONDS or always (replaces --metadata-ttl; default ttl=METADATA_TTL).",
+)
+@click.option(
     "--load-window",
     type=click.IntRange(1),
     default=1024,
@@ -99,6 +105,7 @@ def master(
     heartbeat_interval: float,
     worker_timeout: float,
     metadata_ttl: float,
+    consistency: str,
     load_window: int,
     load_window_bytes: int,
     check_config: bool,
@@ -115,6 +122,7 @@ def master(
         heartbeat_interval=heartbeat_interval,
         worker_timeout=worker_timeout,
         metadata_ttl=metadata_ttl,
+        consistency=consistency,
         load_window=load_window,
         load_window_bytes=load_window_bytes,
     )
@@ -276,6 +284,14 @@ def gateway(
 )
 @click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default="pipecache", show_default=True)
 @click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default="pipecache-secret", show_default=True)
+@click.option(
+    "--consistency",
+    default="ttl=60",
+    show_default=True,
+    envvar="PIPECACHE_CONSISTENCY",
+    help="Under-store consistency: immutable, ttl=SECONDS or always.",
+)
+@click.option("--tenants", "tenants_file", default=None, help="Tenants YAML file (replaces the key pair).")
 def up(**kw: Any) -> None:
     """Run a whole cluster on this machine: master, workers and gateway on 127.0.0.1."""
     from .up import run_up

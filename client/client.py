@@ -89,6 +89,11 @@ class _MetaCache:
     def drop(self, bucket: str, key: str) -> None:
         self._items.pop((bucket, key), None)
 
+    def retune(self, ttl: float) -> None:
+        """A new TTL; what is cached goes (its deadlines were set under the old one)."""
+        self._ttl = ttl
+        self._items.clear()
+
     def drop_prefix(self, bucket: str, prefix: str) -> None:
         for k in [k for k in self._items if k[0] == bucket and k[1].startswith(prefix)]:
             del self._items[k]
@@ -108,6 +113,7 @@ class Client:
         self._refresh: asyncio.Task[None] | None = None
         self._ufs: UnderStore | None = None
         self._ufs_lock = asyncio.Lock()
+        self._config: p.ConfigReply | None = None
         self._generation = 0
         """Bumped by every invalidation: a stat that started before one must not cache its answer."""
 
@@ -304,12 +310,21 @@ class Client:
                 if self._ufs is None:
                     uri = self.options.ufs
                     if uri is None:
-                        cfg = await call(
-                            self.session, self.master + p.CONFIG, p.ConfigReply, timeout=self._t(timeout)
-                        )
-                        uri = cfg.ufs
+                        uri = (await self.config(timeout=timeout)).ufs
                     self._ufs = open_understore(uri)
         return self._ufs
+
+    async def config(self, *, timeout: float | None = None) -> p.ConfigReply:
+        """The master's configuration (under-store, block size, consistency mode); asked once."""
+        if self._config is None:
+            self._config = await call(
+                self.session, self.master + p.CONFIG, p.ConfigReply, timeout=self._t(timeout)
+            )
+        return self._config
+
+    def set_metadata_ttl(self, seconds: float) -> None:
+        """Reuse object metadata for ``seconds`` from now on (0: ask the master on every stat)."""
+        self._meta.retune(seconds)
 
     async def invalidate(
         self, bucket: str, key: str = "", *, prefix: str = "", timeout: float | None = None

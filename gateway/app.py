@@ -8,6 +8,8 @@ equals the ``x-amz-request-id`` header.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -19,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..client import CacheError, ClientOptions, connect
 from ..client.client import Client
+from ..client.consistency import parse_consistency
 from ..client.web import health_handler, metrics_handler
 from . import multipart, objects, writes
 from .s3 import errors as s3e
@@ -243,6 +246,26 @@ async def _write_op(
     raise s3e.MethodNotAllowed()
 
 
+async def follow_consistency(client: Client, local_max: float) -> None:
+    """Size the gateway's metadata reuse to the master's consistency mode, once it answers."""
+    delay = 0.1
+    while True:
+        try:
+            cfg = await client.config(timeout=5)
+            break
+        except CacheError as exc:
+            log.debug("master config not available yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    try:
+        mode = parse_consistency(cfg.consistency)
+    except ValueError:
+        log.warning("master sent an unknown consistency mode %r: metadata is not reused", cfg.consistency)
+        return
+    client.set_metadata_ttl(mode.reuse_for(local_max))
+    log.info("consistency %s: object metadata reused for %gs", mode, mode.reuse_for(local_max))
+
+
 def make_app(settings: GatewaySettings) -> web.Application:
     """The gateway application; its client to the cluster lives for the app's lifetime."""
     settings.validate()
@@ -257,10 +280,17 @@ def make_app(settings: GatewaySettings) -> web.Application:
     log.info("%d tenant(s), %d public-read bucket(s)", len(tenants.tenants), len(tenants.public_read))
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
-        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=settings.metadata_ttl)
+        # Metadata is not reused until the master's consistency mode is known.
+        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=0)
         async with connect(settings.master, opts) as client:
             app[CLIENT] = client
-            yield
+            follow = asyncio.create_task(follow_consistency(client, settings.metadata_ttl))
+            try:
+                yield
+            finally:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
 
     app.cleanup_ctx.append(client_ctx)
     # /health and /metrics would be valid bucket names: they are served only without
