@@ -222,6 +222,9 @@ async def _write_op(
     if extra == ["uploads"] and method == "POST":
         request[OP] = "create_multipart_upload"
         return await multipart.create(request, client, bucket, key)
+    if extra == ["partNumber", "uploadId"] and method == "PUT" and "x-amz-copy-source" in request.headers:
+        request[OP] = "upload_part_copy"
+        return await multipart.upload_part_copy(request, client, bucket, key, query, tenant.can_read)
     if extra == ["partNumber", "uploadId"] and method == "PUT":
         request[OP] = "upload_part"
         return await multipart.upload_part(request, client, auth, bucket, key, query)

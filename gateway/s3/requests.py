@@ -255,6 +255,32 @@ def _unsatisfiable(header: str, size: int) -> InvalidRange:
     )
 
 
+_COPY_RANGE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{1,19})", re.ASCII)
+
+
+def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
+    """``[start, end)`` of ``x-amz-copy-source-range: bytes=first-last`` (the whole source if absent).
+
+    Both offsets are required and must lie inside the source, as S3 has it.
+    """
+    if header is None:
+        return 0, size
+    m = _COPY_RANGE.fullmatch(header.strip())
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes to copy",
+            extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": header[:64]},
+        )
+    first, last = int(m.group(1)), int(m.group(2))
+    if last >= size:
+        raise InvalidRange(
+            "The requested range is not satisfiable",
+            extra={"RangeRequested": header[:64], "ActualObjectSize": str(size)},
+        )
+    return first, last + 1
+
+
 def content_range(start: int, end: int, size: int) -> str:
     """The ``Content-Range`` value of a 206 answer for ``[start, end)``."""
     return f"bytes {start}-{end - 1}/{size}"
