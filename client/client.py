@@ -33,6 +33,7 @@ from . import protocol as p
 from .jobs import Job
 from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
 from .ufs import UnderStore, open_understore
+from .ufs.base import PartsPage, UploadsPage, VersionsPage
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +456,40 @@ class Client:
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop a multipart upload and its parts."""
         await (await self.understore()).abort_upload(bucket, key, upload_id)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        """Parts of a multipart upload numbered above ``marker`` (straight from the under-store)."""
+        return await (await self.understore()).list_parts(bucket, key, upload_id, marker, max_parts)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """Multipart uploads in progress (straight from the under-store)."""
+        ufs = await self.understore()
+        return await ufs.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage:
+        """Object versions (straight from the under-store; not cached)."""
+        ufs = await self.understore()
+        return await ufs.list_versions(bucket, prefix, delimiter, key_marker, version_id_marker, max_keys)
 
     # ---- data -------------------------------------------------------------
 

@@ -150,6 +150,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await objects.list_buckets(request, request.app[CLIENT], tenant)
     if key is None:
         return await _bucket_op(request, tenant, bucket, query, names)
+    if "uploadId" in names and not names - objects.PRESIGN_PARAMS - multipart.LIST_PARTS_PARAMS:
+        request[OP] = "list_parts"
+        allow(method == "GET" and tenant.can_write(bucket, key))
+        return await multipart.list_parts(request, request.app[CLIENT], bucket, key, query)
     if names - objects.GET_OBJECT_PARAMS:
         request[OP] = "object_subresource"
         raise s3e.S3NotImplemented(f"?{sorted(names - objects.GET_OBJECT_PARAMS)[0]} is not supported")
@@ -172,6 +176,13 @@ async def _bucket_op(
         request[OP] = "get_bucket_location"
         await client.head_bucket(bucket)
         return objects.xml_response(objects.location_body(request.app[SETTINGS].region))
+    if "uploads" in names or "versions" in names:
+        op = "uploads" if "uploads" in names else "versions"
+        request[OP] = f"list_{op}"
+        allow(tenant.knows_bucket(bucket))
+        if op == "uploads":
+            return await multipart.list_uploads(request, client, bucket, query, tenant)
+        return await objects.list_versions(request, client, bucket, query, tenant)
     unsupported = names - objects.LIST_QUERY_PARAMS
     if unsupported:
         request[OP] = "bucket_subresource"

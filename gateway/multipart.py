@@ -20,6 +20,7 @@ from .s3 import errors as s3e
 from .s3 import requests as s3r
 from .s3 import sigv4
 from .s3 import xml as s3x
+from .tenants import Tenant
 from .writes import MAX_XML_BODY, UploadBody, copy_source, s3_error, user_metadata
 
 MAX_PART = 5 * 1024**3
@@ -116,6 +117,59 @@ async def upload_part_copy(
         raise s3_error(err) from None
     now = s3r.iso8601(time.time())
     return _xml("CopyPartResult", [("LastModified", now), ("ETag", s3x.quote_etag(etag))])
+
+
+def _int_param(query: list[tuple[str, str]], name: str, default: int, top: int) -> int:
+    values = [v for k, v in query if k == name]
+    if not values:
+        return default
+    raw = values[0]
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit() and len(raw) <= 10):
+        raise s3e.InvalidArgument(f"{name} must be a non-negative integer", extra={"ArgumentName": name})
+    return min(int(raw), top)
+
+
+LIST_PARTS_PARAMS = frozenset({"uploadId", "part-number-marker", "max-parts", "encoding-type"})
+
+
+async def list_parts(
+    request: web.Request, client: Client, bucket: str, key: str, query: list[tuple[str, str]]
+) -> web.Response:
+    """ListParts (``GET /bucket/key?uploadId=U``), from the under-store."""
+    upload_id = _one(query, "uploadId")
+    marker = _int_param(query, "part-number-marker", 0, s3x.MAX_PARTS)
+    max_parts = _int_param(query, "max-parts", 1000, 1000)
+    try:
+        page = await client.list_parts(bucket, key, upload_id, marker=marker, max_parts=max_parts)
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    body = s3x.list_parts_xml(
+        bucket, key, upload_id, page.parts, marker=marker, max_parts=max_parts,
+        truncated=page.truncated, next_marker=page.next_marker,
+    )  # fmt: skip
+    return web.Response(body=body, content_type="application/xml")
+
+
+async def list_uploads(
+    request: web.Request, client: Client, bucket: str, query: list[tuple[str, str]], tenant: Tenant
+) -> web.Response:
+    """ListMultipartUploads (``GET /bucket?uploads``): only uploads to keys the tenant may write."""
+    q = s3r.parse_marker_listing(query, "upload-id-marker", "max-uploads")
+    try:
+        page = await client.list_uploads(
+            bucket, q.prefix, delimiter=q.delimiter, key_marker=q.key_marker,
+            upload_id_marker=q.id_marker, max_uploads=q.max_items,
+        )  # fmt: skip
+    except cache.CacheError as err:
+        raise s3_error(err) from None
+    # Filtering keeps the under-store's markers, so paging stays right (pages may come out short).
+    uploads = [u for u in page.uploads if tenant.can_write(bucket, u.key)]
+    prefixes = [p for p in page.prefixes if tenant.may_see_prefix(bucket, p, write=True)]
+    body = s3x.list_uploads_xml(
+        bucket, q, uploads, prefixes, truncated=page.truncated,
+        next_key_marker=page.next_key_marker, next_upload_id_marker=page.next_upload_id_marker,
+    )  # fmt: skip
+    return web.Response(body=body, content_type="application/xml")
 
 
 async def complete(

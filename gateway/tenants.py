@@ -131,6 +131,14 @@ class Tenant:
         """HeadBucket and GetBucketLocation: any grant in the bucket."""
         return any(g.bucket in (bucket, ANY_BUCKET) for g in self.read + self.write)
 
+    def may_see_prefix(self, bucket: str, prefix: str, *, write: bool = False) -> bool:
+        """Whether a common prefix leads to (or lies inside) a granted folder."""
+        grants = self.write if write else self.read
+        return any(
+            g.bucket in (bucket, ANY_BUCKET) and (g.prefix.startswith(prefix) or prefix.startswith(g.prefix))
+            for g in grants
+        )
+
     def lists_bucket(self, bucket: str) -> bool:
         """Whether ListBuckets shows ``bucket`` to this tenant."""
         return ANY_BUCKET in self.own_buckets or bucket in self.own_buckets

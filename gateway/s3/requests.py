@@ -400,6 +400,51 @@ def parse_list_params(query: QueryLike) -> ListParams:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MarkerListing:
+    """Query of ListMultipartUploads / ListObjectVersions: markers instead of tokens."""
+
+    prefix: str = ""
+    delimiter: str = ""
+    key_marker: str = ""
+    id_marker: str = ""
+    """``upload-id-marker`` or ``version-id-marker``."""
+    max_items: int = _MAX_KEYS_LIMIT
+    encoding_type: Literal["url"] | None = None
+
+
+def parse_marker_listing(query: QueryLike, id_name: str, max_name: str) -> MarkerListing:
+    """Validate the query of ``?uploads`` (``upload-id-marker``, ``max-uploads``) or
+    ``?versions`` (``version-id-marker``, ``max-keys``); unknown parameters are ignored."""
+    pairs = query.items() if isinstance(query, Mapping) else query
+    names = ("prefix", "delimiter", "key-marker", id_name, max_name, "encoding-type")
+    q: dict[str, str] = {}
+    for n, (name, value) in enumerate(pairs):
+        if n >= MAX_QUERY_PARAMS:
+            raise InvalidArgument("Too many query parameters")
+        if name in names:
+            if name in q or len(value) > _MAX_PARAM_CHARS:
+                raise _bad_arg(name, value[:64], f"Parameter {name} is repeated or too long")
+            q[name] = value
+    encoding = q.get("encoding-type")
+    if encoding is not None and encoding.lower() != "url":
+        raise _bad_arg("encoding-type", encoding, "Invalid Encoding Method specified in Request")
+    raw_max = q.get(max_name)
+    try:
+        max_items = _max_keys(raw_max)
+    except InvalidArgument:
+        message = f"Argument {max_name} must be an integer between 0 and 2147483647"
+        raise _bad_arg(max_name, raw_max or "", message) from None
+    return MarkerListing(
+        prefix=q.get("prefix", ""),
+        delimiter=q.get("delimiter", ""),
+        key_marker=q.get("key-marker", ""),
+        id_marker=q.get(id_name, ""),
+        max_items=max_items,
+        encoding_type="url" if encoding is not None else None,
+    )
+
+
 # -- dates ---------------------------------------------------------------------
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

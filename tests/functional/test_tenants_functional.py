@@ -220,3 +220,24 @@ def test_malformed_tenants_file_stops_the_gateway(cluster: PcCluster, tmp_path: 
     assert out.returncode != 0
     assert f"{bad}, line 10: tenants.team-b.read[0]" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_upload_and_version_listings_are_filtered(tenant_gw: str, seeded: None) -> None:
+    a = client(tenant_gw, "TEAMA", "team-a-secret")
+    b = client(tenant_gw, "TEAMB", "team-b-secret")
+    up = a.create_multipart_upload(Bucket="tn-shared", Key="team-a/pending.bin")["UploadId"]
+    try:
+        assert [u["Key"] for u in a.list_multipart_uploads(Bucket="tn-shared")["Uploads"]] == [
+            "team-a/pending.bin"
+        ]
+        assert "Uploads" not in b.list_multipart_uploads(Bucket="tn-shared")
+        assert (
+            denied(b.list_parts, Bucket="tn-shared", Key="team-a/pending.bin", UploadId=up) == "AccessDenied"
+        )
+        assert a.list_parts(Bucket="tn-shared", Key="team-a/pending.bin", UploadId=up).get("Parts", []) == []
+    finally:
+        a.abort_multipart_upload(Bucket="tn-shared", Key="team-a/pending.bin", UploadId=up)
+    keys = {v["Key"] for v in b.list_object_versions(Bucket="tn-shared")["Versions"]}
+    assert keys == {"team-b/z.bin", "deep/x/y/1.bin"}
+    rolled = b.list_object_versions(Bucket="tn-shared", Delimiter="/")
+    assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["deep/", "team-b/"]

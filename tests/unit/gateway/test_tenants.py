@@ -167,3 +167,13 @@ def test_malformed_files_name_the_line_and_field(text: str, where: str) -> None:
         parse_tenants(text, "t.yaml")
     assert str(ei.value).startswith("t.yaml")
     assert where in str(ei.value)
+
+
+def test_common_prefixes_a_tenant_may_see(tenants) -> None:  # type: ignore[no-untyped-def]
+    nlp = tenants.tenant("NLP")
+    assert nlp.may_see_prefix("datasets", "team-a/")  # its folder
+    assert nlp.may_see_prefix("datasets", "team-a/sub/")  # inside it
+    assert nlp.may_see_prefix("datasets", "te")  # leads to it
+    assert not nlp.may_see_prefix("datasets", "team-ab/")
+    assert not nlp.may_see_prefix("datasets", "team-a/", write=True)
+    assert not nlp.may_see_prefix("models", "")
