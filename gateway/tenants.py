@@ -17,14 +17,14 @@ A grant ``bucket/a/b`` is a *folder*: it covers ``a/b/x`` but not ``a/bc``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import yaml
 
+from ..client import listing
 from ..tiering.budget import parse_size
+from ..tiering.errors import InterfaceError
 from .s3.errors import S3Error
 from .s3.requests import validate_bucket_name
 
@@ -188,7 +188,7 @@ class Tenants:
 
 def encode_token(cursor: str) -> str:
     """An opaque V2 continuation token resuming after ``cursor`` (a key or common prefix)."""
-    return _TOKEN_MARK + base64.urlsafe_b64encode(cursor.encode()).decode()
+    return _TOKEN_MARK + listing.encode_token(cursor)
 
 
 def decode_token(token: str) -> str:
@@ -196,9 +196,8 @@ def decode_token(token: str) -> str:
     if not token.startswith(_TOKEN_MARK):
         raise ValueError("not a continuation token of this gateway")
     try:
-        raw = base64.b64decode(token[len(_TOKEN_MARK) :].encode("ascii"), altchars=b"-_", validate=True)
-        return raw.decode()
-    except (binascii.Error, UnicodeError):
+        return listing.decode_token(token[len(_TOKEN_MARK) :])
+    except InterfaceError:
         raise ValueError("corrupt continuation token") from None
 
 
