@@ -162,16 +162,16 @@ def run_up(
         endpoint = f"http://{HOST}:{gateway_port}"
         wait_healthy(endpoint, g)
         keys = f"keys: access {access_key}  secret {secret_key}"
+        creds = f"AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key}"
         if tenants_file:
-            keys = f"tenants: {tenants_file}"
+            keys, creds = f"tenants: {tenants_file}", "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…"
         click.echo(
             f"pipecache is up ({n_workers} workers, under-store {ufs}, consistency {consistency})\n"
             f"  gateway: {endpoint}\n"
             f"  master: {master_url}\n"
             f"  {keys}\n"
             f"try:\n"
-            f"  AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} "
-            f"aws --endpoint-url {endpoint} s3 ls\n"
+            f"  {creds} aws --endpoint-url {endpoint} s3 ls\n"
             f"  PIPECACHE_MASTER={master_url} pipecache report\n"
             f"Ctrl-C stops the cluster.",
         )
