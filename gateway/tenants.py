@@ -43,9 +43,6 @@ class Grant:
     bucket: str
     prefix: str = ""
 
-    def covers(self, bucket: str, key: str) -> bool:
-        return self.bucket in (bucket, ANY_BUCKET) and key.startswith(self.prefix)
-
     def contains(self, other: Grant) -> bool:
         return self.bucket in (other.bucket, ANY_BUCKET) and other.prefix.startswith(self.prefix)
 
@@ -116,12 +113,19 @@ class Tenant:
     """Bytes of cache this tenant may use; parsed and reported, not enforced."""
     own_buckets: frozenset[str] = frozenset()
     """Buckets named in its own grants (ListBuckets shows these; ``*`` shows all)."""
+    _reads: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _writes: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Checked on every request: one dict lookup and one str.startswith over a tuple.
+        object.__setattr__(self, "_reads", _index(self.read))
+        object.__setattr__(self, "_writes", _index(self.write))
 
     def can_read(self, bucket: str, key: str) -> bool:
-        return any(g.covers(bucket, key) for g in self.read)
+        return _covered(self._reads, bucket, key)
 
     def can_write(self, bucket: str, key: str) -> bool:
-        return any(g.covers(bucket, key) for g in self.write)
+        return _covered(self._writes, bucket, key)
 
     def can_write_bucket(self, bucket: str) -> bool:
         """Create or delete the bucket itself: a grant of the whole bucket."""
@@ -155,6 +159,17 @@ class Tenant:
             return ListScope(passthrough=True)
         inside = [g.prefix for g in grants if g.prefix.startswith(prefix)]
         return ListScope(False, tuple(ScopePart(f, _rollup(prefix, f, delimiter)) for f in sorted(inside)))
+
+
+def _index(grants: Iterable[Grant]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for g in grants:
+        out[g.bucket] = out.get(g.bucket, ()) + (g.prefix,)
+    return out
+
+
+def _covered(index: Mapping[str, tuple[str, ...]], bucket: str, key: str) -> bool:
+    return key.startswith(index.get(bucket, ())) or key.startswith(index.get(ANY_BUCKET, ()))
 
 
 FULL_ACCESS = Tenant("default", (Grant(ANY_BUCKET),), (Grant(ANY_BUCKET),), None, frozenset({ANY_BUCKET}))
@@ -250,6 +265,8 @@ class _Parser:
         return out
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when PyYAML was built with it (keeps line marks, far faster)."""
 _TOP = ("tenants", "public_read")
 _TENANT = ("keys", "read", "write", "cache_quota")
 _KEY = ("access_key", "secret_key")
@@ -293,7 +310,7 @@ def _keys(p: _Parser, node: yaml.Node, where: str) -> list[tuple[str, str, yaml.
 def parse_tenants(text: str, source: str = "tenants file") -> Tenants:
     """Parse a tenants file; TenantsError naming the line and field of the first problem."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
