@@ -77,6 +77,12 @@ def main(verbose: int) -> None:
     help="Seconds object metadata is trusted before the under-store is asked again.",
 )
 @click.option(
+    "--consistency",
+    default="",
+    envvar="PIPECACHE_CONSISTENCY",
+    help="immutable, ttl=SECONDS or always (replaces --metadata-ttl; default ttl=METADATA_TTL).",
+)
+@click.option(
     "--load-window",
     type=click.IntRange(1),
     default=1024,
@@ -99,6 +105,7 @@ def master(
     heartbeat_interval: float,
     worker_timeout: float,
     metadata_ttl: float,
+    consistency: str,
     load_window: int,
     load_window_bytes: int,
     check_config: bool,
@@ -115,6 +122,7 @@ def master(
         heartbeat_interval=heartbeat_interval,
         worker_timeout=worker_timeout,
         metadata_ttl=metadata_ttl,
+        consistency=consistency,
         load_window=load_window,
         load_window_bytes=load_window_bytes,
     )
@@ -204,6 +212,20 @@ def worker(
 @click.option(
     "--anonymous", is_flag=True, help="Accept unsigned requests (no keys at all). For trusted networks only."
 )
+@click.option(
+    "--tenants",
+    "tenants_file",
+    envvar="PIPECACHE_TENANTS",
+    default=None,
+    help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the key pair).",
+)
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    envvar="PIPECACHE_DOMAINS",
+    help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,
@@ -213,6 +235,8 @@ def gateway(
     secret_key: str | None,
     region: str,
     anonymous: bool,
+    tenants_file: str | None,
+    domains: tuple[str, ...],
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -227,6 +251,8 @@ def gateway(
         secret_key=secret_key,
         region=region,
         anonymous=anonymous,
+        tenants_file=tenants_file,
+        domains=domains,
     )
     _check_or_fail(s.validate)
     if check_config:
@@ -258,6 +284,14 @@ def gateway(
 )
 @click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default="pipecache", show_default=True)
 @click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default="pipecache-secret", show_default=True)
+@click.option(
+    "--consistency",
+    default="ttl=60",
+    show_default=True,
+    envvar="PIPECACHE_CONSISTENCY",
+    help="Under-store consistency: immutable, ttl=SECONDS or always.",
+)
+@click.option("--tenants", "tenants_file", default=None, help="Tenants YAML file (replaces the key pair).")
 def up(**kw: Any) -> None:
     """Run a whole cluster on this machine: master, workers and gateway on 127.0.0.1."""
     from .up import run_up

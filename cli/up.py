@@ -108,6 +108,8 @@ def run_up(
     ssd: int,
     access_key: str,
     secret_key: str,
+    consistency: str = "ttl=60",
+    tenants_file: str | None = None,
 ) -> int:
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,10 @@ def run_up(
     master_url = f"http://{HOST}:{master_port}"
     cluster = Cluster()
     try:
-        m = cluster.spawn("master", "master", "--host", HOST, "--port", str(master_port), "--ufs", ufs)
+        m = cluster.spawn(
+            "master", "master", "--host", HOST, "--port", str(master_port), "--ufs", ufs,
+            "--consistency", consistency,
+        )  # fmt: skip
         wait_healthy(master_url, m)
         for i in range(n_workers):
             port = free_port()
@@ -151,18 +156,22 @@ def run_up(
             HOST,
             "--port",
             str(gateway_port),
+            *(["--tenants", str(Path(tenants_file).resolve())] if tenants_file else []),
             env={"PIPECACHE_ACCESS_KEY": access_key, "PIPECACHE_SECRET_KEY": secret_key},
         )
         endpoint = f"http://{HOST}:{gateway_port}"
         wait_healthy(endpoint, g)
+        keys = f"keys: access {access_key}  secret {secret_key}"
+        creds = f"AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key}"
+        if tenants_file:
+            keys, creds = f"tenants: {tenants_file}", "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…"
         click.echo(
-            f"pipecache is up ({n_workers} workers, under-store {ufs})\n"
+            f"pipecache is up ({n_workers} workers, under-store {ufs}, consistency {consistency})\n"
             f"  gateway: {endpoint}\n"
             f"  master: {master_url}\n"
-            f"  keys: access {access_key}  secret {secret_key}\n"
+            f"  {keys}\n"
             f"try:\n"
-            f"  AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} "
-            f"aws --endpoint-url {endpoint} s3 ls\n"
+            f"  {creds} aws --endpoint-url {endpoint} s3 ls\n"
             f"  PIPECACHE_MASTER={master_url} pipecache report\n"
             f"Ctrl-C stops the cluster.",
         )

@@ -34,6 +34,7 @@ from .holds import HoldsApi
 from .jobs import Job
 from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
 from .ufs import UnderStore, open_understore
+from .ufs.base import PartsPage, UploadsPage, VersionsPage
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class _MetaCache:
     def drop(self, bucket: str, key: str) -> None:
         self._items.pop((bucket, key), None)
 
+    def retune(self, ttl: float) -> None:
+        """A new TTL; what is cached goes (its deadlines were set under the old one)."""
+        self._ttl = ttl
+        self._items.clear()
+
     def drop_prefix(self, bucket: str, prefix: str) -> None:
         for k in [k for k in self._items if k[0] == bucket and k[1].startswith(prefix)]:
             del self._items[k]
@@ -117,6 +123,7 @@ class Client(HoldsApi):
         self._refresh: asyncio.Task[None] | None = None
         self._ufs: UnderStore | None = None
         self._ufs_lock = asyncio.Lock()
+        self._config: p.ConfigReply | None = None
         self._generation = 0
         """Bumped by every invalidation: a stat that started before one must not cache its answer."""
 
@@ -335,12 +342,21 @@ class Client(HoldsApi):
                 if self._ufs is None:
                     uri = self.options.ufs
                     if uri is None:
-                        cfg = await call(
-                            self.session, self.master + p.CONFIG, p.ConfigReply, timeout=self._t(timeout)
-                        )
-                        uri = cfg.ufs
+                        uri = (await self.config(timeout=timeout)).ufs
                     self._ufs = open_understore(uri)
         return self._ufs
+
+    async def config(self, *, timeout: float | None = None) -> p.ConfigReply:
+        """The master's configuration (under-store, block size, consistency mode); asked once."""
+        if self._config is None:
+            self._config = await call(
+                self.session, self.master + p.CONFIG, p.ConfigReply, timeout=self._t(timeout)
+            )
+        return self._config
+
+    def set_metadata_ttl(self, seconds: float) -> None:
+        """Reuse object metadata for ``seconds`` from now on (0: ask the master on every stat)."""
+        self._meta.retune(seconds)
 
     async def invalidate(
         self, bucket: str, key: str = "", *, prefix: str = "", timeout: float | None = None
@@ -452,6 +468,40 @@ class Client(HoldsApi):
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop a multipart upload and its parts."""
         await (await self.understore()).abort_upload(bucket, key, upload_id)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        """Parts of a multipart upload numbered above ``marker`` (straight from the under-store)."""
+        return await (await self.understore()).list_parts(bucket, key, upload_id, marker, max_parts)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """Multipart uploads in progress (straight from the under-store)."""
+        ufs = await self.understore()
+        return await ufs.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage:
+        """Object versions (straight from the under-store; not cached)."""
+        ufs = await self.understore()
+        return await ufs.list_versions(bucket, prefix, delimiter, key_marker, version_id_marker, max_keys)
 
     # ---- data -------------------------------------------------------------
 

@@ -511,6 +511,8 @@ class ConfigReply(Message):
 
     ufs: str
     block_size: int = 4 * 1024 * 1024
+    consistency: str = "ttl=60"
+    """The under-store's consistency mode (``client.consistency``): how long metadata may be reused."""
 
 
 # ---- load jobs ---------------------------------------------------------------------

@@ -8,27 +8,34 @@ equals the ``x-amz-request-id`` header.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..client import CacheError, ClientOptions, connect
 from ..client.client import Client
+from ..client.consistency import parse_consistency
 from ..client.web import health_handler, metrics_handler
 from . import multipart, objects, writes
 from .s3 import errors as s3e
+from .s3 import hosts as s3h
 from .s3 import requests as s3r
 from .s3 import sigv4
 from .settings import GatewaySettings
+from .tenants import FULL_ACCESS, Tenant, Tenants
 
 log = logging.getLogger(__name__)
 
 CLIENT = web.AppKey("client", Client)
 SETTINGS = web.AppKey("settings", GatewaySettings)
+TENANTS = web.AppKey("tenants", Tenants)
 REQUEST_ID = "pc_request_id"
 OP = "pc_op"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,6 +51,13 @@ class GatewayMetrics:
         )
         self.sent = Counter(
             "pipecache_gateway_sent_bytes", "Object bytes sent to S3 clients", registry=self.registry
+        )
+        # Reported for capacity planning; the cluster does not enforce it yet.
+        self.quota = Gauge(
+            "pipecache_gateway_tenant_cache_quota_bytes",
+            "Cache quota of each tenant (from the tenants file; not enforced)",
+            ["tenant"],
+            registry=self.registry,
         )
 
 
@@ -92,49 +106,68 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     return resp
 
 
-def authenticate(request: web.Request) -> sigv4.AuthResult | None:
+def authenticate(request: web.Request, target: str) -> tuple[sigv4.AuthResult | None, Tenant]:
     """SigV4 (header or presigned) before any lookup; raises the S3 error S3 would.
 
-    Returns what checking the body needs (None in anonymous mode).
+    Returns what checking the body needs (None when unsigned) and the tenant
+    the request acts for: unsigned reads act as the anonymous tenant (public-read
+    buckets only) when a tenants file names public buckets.
     """
-    settings = request.app[SETTINGS]
-    if settings.anonymous:
-        return None
-    path, _, query = request.raw_path.partition("?")
-    creds = settings.credentials()
+    if request.app[SETTINGS].anonymous:
+        return None, FULL_ACCESS
+    tenants = request.app[TENANTS]
+    path, _, query = target.partition("?")
     signed = sigv4.SignedRequest(request.method, path, query, request.headers)
-    result = sigv4.verify_request(signed, creds.get, time.time())
+    if tenants.public_read and request.method in ("GET", "HEAD") and sigv4.auth_kind(signed) == "none":
+        return None, tenants.anonymous
+    result = sigv4.verify_request(signed, tenants.secret, time.time())
     if request.method in ("GET", "HEAD") and result.content_sha256 not in (None, sigv4.EMPTY_SHA256):
         if request.content_length:
             raise s3e.S3NotImplemented("request bodies on GET and HEAD are not supported")
         raise s3e.XAmzContentSHA256Mismatch()
-    return result
+    return result, tenants.tenant(result.access_key)
+
+
+def allow(granted: bool) -> None:
+    """AccessDenied unless ``granted``: checked before anything is looked up."""
+    if not granted:
+        raise s3e.AccessDenied()
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    auth = authenticate(request)
-    bucket, key = s3r.parse_path(request.raw_path)
-    query = s3r.parse_query(request.raw_path.partition("?")[2])
+    authority, target = s3h.split_target(request.raw_path)
+    auth, tenant = authenticate(request, target)
+    host = authority if authority is not None else request.headers.get("Host")
+    bucket, key = s3h.parse_target(target, s3h.host_bucket(host, request.app[SETTINGS].domains))
+    query = s3r.parse_query(target.partition("?")[2])
     names = {n for n, _ in query}
     method = request.method
     if method not in ("GET", "HEAD"):
-        return await _write_op(request, auth, bucket, key, query)
+        return await _write_op(request, auth, tenant, bucket, key, query)
     if bucket is None:
         request[OP] = "list_buckets"
-        return await objects.list_buckets(request, request.app[CLIENT])
+        allow(auth is not None or request.app[SETTINGS].anonymous)
+        return await objects.list_buckets(request, request.app[CLIENT], tenant)
     if key is None:
-        return await _bucket_op(request, bucket, query, names)
+        return await _bucket_op(request, tenant, bucket, query, names)
+    if "uploadId" in names and not names - objects.PRESIGN_PARAMS - multipart.LIST_PARTS_PARAMS:
+        request[OP] = "list_parts"
+        allow(method == "GET" and tenant.can_write(bucket, key))
+        return await multipart.list_parts(request, request.app[CLIENT], bucket, key, query)
     if names - objects.GET_OBJECT_PARAMS:
         request[OP] = "object_subresource"
         raise s3e.S3NotImplemented(f"?{sorted(names - objects.GET_OBJECT_PARAMS)[0]} is not supported")
     request[OP] = "head_object" if method == "HEAD" else "get_object"
+    allow(tenant.can_read(bucket, key))
     return await objects.get_object(request, request.app[CLIENT], bucket, key, query)
 
 
 async def _bucket_op(
-    request: web.Request, bucket: str, query: list[tuple[str, str]], names: set[str]
+    request: web.Request, tenant: Tenant, bucket: str, query: list[tuple[str, str]], names: set[str]
 ) -> web.StreamResponse:
     client = request.app[CLIENT]
+    if request.method == "HEAD" or "location" in names:
+        allow(tenant.knows_bucket(bucket))
     if request.method == "HEAD":
         request[OP] = "head_bucket"
         await client.head_bucket(bucket)
@@ -143,18 +176,32 @@ async def _bucket_op(
         request[OP] = "get_bucket_location"
         await client.head_bucket(bucket)
         return objects.xml_response(objects.location_body(request.app[SETTINGS].region))
+    if "uploads" in names or "versions" in names:
+        op = "uploads" if "uploads" in names else "versions"
+        request[OP] = f"list_{op}"
+        allow(tenant.knows_bucket(bucket))
+        if op == "uploads":
+            return await multipart.list_uploads(request, client, bucket, query, tenant)
+        return await objects.list_versions(request, client, bucket, query, tenant)
     unsupported = names - objects.LIST_QUERY_PARAMS
     if unsupported:
         request[OP] = "bucket_subresource"
         raise s3e.S3NotImplemented(f"?{sorted(unsupported)[0]} is not supported")
     params = s3r.parse_list_params(query)
     request[OP] = f"list_objects_v{params.version}"
-    return await objects.list_objects(request, client, bucket, params)
+    try:
+        scope = tenant.list_scope(bucket, params.prefix, params.delimiter or "")
+    except ValueError as exc:
+        raise s3e.S3NotImplemented(f"listing with {exc}") from None
+    allow(scope is not None)
+    assert scope is not None
+    return await objects.list_objects(request, client, bucket, params, scope)
 
 
 async def _write_op(
     request: web.Request,
     auth: sigv4.AuthResult | None,
+    tenant: Tenant,
     bucket: str | None,
     key: str | None,
     query: list[tuple[str, str]],
@@ -168,9 +215,13 @@ async def _write_op(
     if key is None:
         if method == "POST" and extra == ["delete"]:
             request[OP] = "delete_objects"
-            return await writes.delete_objects(request, client, auth, bucket)
+            allow(tenant.knows_bucket(bucket))
+            return await writes.delete_objects(
+                request, client, auth, bucket, lambda k: tenant.can_write(bucket, k)
+            )
         if extra:
             raise s3e.S3NotImplemented(f"?{extra[0]} is not supported")
+        allow(tenant.can_write_bucket(bucket))
         if method == "PUT":
             request[OP] = "create_bucket"
             return await writes.create_bucket(request, client, auth, bucket)
@@ -178,9 +229,13 @@ async def _write_op(
             request[OP] = "delete_bucket"
             return await writes.delete_bucket(request, client, bucket)
         raise s3e.MethodNotAllowed()
+    allow(tenant.can_write(bucket, key))
     if extra == ["uploads"] and method == "POST":
         request[OP] = "create_multipart_upload"
         return await multipart.create(request, client, bucket, key)
+    if extra == ["partNumber", "uploadId"] and method == "PUT" and "x-amz-copy-source" in request.headers:
+        request[OP] = "upload_part_copy"
+        return await multipart.upload_part_copy(request, client, bucket, key, query, tenant.can_read)
     if extra == ["partNumber", "uploadId"] and method == "PUT":
         request[OP] = "upload_part"
         return await multipart.upload_part(request, client, auth, bucket, key, query)
@@ -195,7 +250,7 @@ async def _write_op(
         raise s3e.S3NotImplemented(f"?{extra[0]} is not supported")
     if method == "PUT" and "x-amz-copy-source" in request.headers:
         request[OP] = "copy_object"
-        return await writes.copy_object(request, client, bucket, key)
+        return await writes.copy_object(request, client, bucket, key, tenant.can_read)
     if method == "PUT":
         request[OP] = "put_object"
         return await writes.put_object(request, client, auth, bucket, key)
@@ -205,18 +260,51 @@ async def _write_op(
     raise s3e.MethodNotAllowed()
 
 
+async def follow_consistency(client: Client, local_max: float) -> None:
+    """Size the gateway's metadata reuse to the master's consistency mode, once it answers."""
+    delay = 0.1
+    while True:
+        try:
+            cfg = await client.config(timeout=5)
+            break
+        except CacheError as exc:
+            log.debug("master config not available yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    try:
+        mode = parse_consistency(cfg.consistency)
+    except ValueError:
+        log.warning("master sent an unknown consistency mode %r: metadata is not reused", cfg.consistency)
+        return
+    client.set_metadata_ttl(mode.reuse_for(local_max))
+    log.info("consistency %s: object metadata reused for %gs", mode, mode.reuse_for(local_max))
+
+
 def make_app(settings: GatewaySettings) -> web.Application:
     """The gateway application; its client to the cluster lives for the app's lifetime."""
     settings.validate()
     app = web.Application(middlewares=[s3_middleware], client_max_size=1024**2)
-    app[SETTINGS] = settings
-    app[METRICS] = GatewayMetrics()
+    domains = tuple(s3h.parse_domain(d) for d in settings.domains)
+    app[SETTINGS] = dataclasses.replace(settings, domains=domains)
+    app[TENANTS] = tenants = settings.tenants()
+    app[METRICS] = metrics = GatewayMetrics()
+    for t in tenants.tenants:
+        if t.cache_quota is not None:
+            metrics.quota.labels(t.name).set(t.cache_quota)
+    log.info("%d tenant(s), %d public-read bucket(s)", len(tenants.tenants), len(tenants.public_read))
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
-        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=settings.metadata_ttl)
+        # Metadata is not reused until the master's consistency mode is known.
+        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=0)
         async with connect(settings.master, opts) as client:
             app[CLIENT] = client
-            yield
+            follow = asyncio.create_task(follow_consistency(client, settings.metadata_ttl))
+            try:
+                yield
+            finally:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
 
     app.cleanup_ctx.append(client_ctx)
     # /health and /metrics would be valid bucket names: they are served only without

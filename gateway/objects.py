@@ -12,6 +12,8 @@ from ..client.client import Client
 from .s3 import errors as s3e
 from .s3 import requests as s3r
 from .s3 import xml as s3x
+from .scoped import scoped_page
+from .tenants import ListScope, Tenant, decode_token, encode_token
 
 log = logging.getLogger(__name__)
 
@@ -148,28 +150,45 @@ async def _stream(
 
 
 async def list_objects(
-    request: web.Request, client: Client, bucket: str, params: s3r.ListParams
+    request: web.Request, client: Client, bucket: str, params: s3r.ListParams, scope: ListScope
 ) -> web.Response:
+    """ListObjects V1/V2, limited to what ``scope`` (the tenant's grants) lets it see."""
     if params.version == 2:
         token, start_after = params.continuation_token, params.start_after or ""
     else:
         token, start_after = None, params.marker or ""
-    page = await client.ls(
-        bucket,
-        params.prefix,
-        delimiter=params.delimiter or "",
-        start_after=start_after,
-        token=token,
-        max_keys=params.max_keys,
-    )
-    entries = [s3x.ListingEntry(e.key, e.size, e.etag, e.last_modified) for e in page.entries]
-    if params.version == 2:
-        body = s3x.list_objects_v2_xml(
-            bucket, params, entries, page.prefixes, truncated=page.truncated, next_token=page.next_token
+    next_cursor: str | None = None
+    if scope.passthrough:
+        page = await client.ls(
+            bucket,
+            params.prefix,
+            delimiter=params.delimiter or "",
+            start_after=start_after,
+            token=token,
+            max_keys=params.max_keys,
         )
     else:
-        next_marker = None
-        if page.truncated and params.delimiter:
+        cursor = start_after
+        if token is not None:
+            try:
+                cursor = decode_token(token)
+            except ValueError:
+                raise s3e.InvalidArgument(
+                    "The continuation token provided is incorrect",
+                    extra={"ArgumentName": "continuation-token"},
+                ) from None
+        page, next_cursor = await scoped_page(
+            client, bucket, scope, params.delimiter or "", cursor, params.max_keys
+        )
+    entries = [s3x.ListingEntry(e.key, e.size, e.etag, e.last_modified) for e in page.entries]
+    if params.version == 2:
+        next_token = page.next_token if next_cursor is None else encode_token(next_cursor)
+        body = s3x.list_objects_v2_xml(
+            bucket, params, entries, page.prefixes, truncated=page.truncated, next_token=next_token
+        )
+    else:
+        next_marker = next_cursor
+        if page.truncated and params.delimiter and next_marker is None:
             # S3 sends NextMarker only with a delimiter; it is the last key or prefix returned.
             next_marker = max([e.key for e in entries] + page.prefixes) if entries or page.prefixes else None
         body = s3x.list_objects_v1_xml(
@@ -178,6 +197,25 @@ async def list_objects(
     return xml_response(body)
 
 
-async def list_buckets(request: web.Request, client: Client) -> web.Response:
-    buckets = await client.buckets()
+async def list_versions(
+    request: web.Request, client: Client, bucket: str, query: list[tuple[str, str]], tenant: Tenant
+) -> web.Response:
+    """ListObjectVersions (``GET /bucket?versions``), from the under-store; only readable keys."""
+    q = s3r.parse_marker_listing(query, "version-id-marker", "max-keys")
+    page = await client.list_versions(
+        bucket, q.prefix, delimiter=q.delimiter, key_marker=q.key_marker,
+        version_id_marker=q.id_marker, max_keys=q.max_items,
+    )  # fmt: skip
+    # Filtering keeps the under-store's markers, so paging stays right (pages may come out short).
+    versions = [v for v in page.versions if tenant.can_read(bucket, v.key)]
+    prefixes = [p for p in page.prefixes if tenant.may_see_prefix(bucket, p)]
+    body = s3x.list_versions_xml(
+        bucket, q, versions, prefixes, truncated=page.truncated,
+        next_key_marker=page.next_key_marker, next_version_id_marker=page.next_version_id_marker,
+    )  # fmt: skip
+    return xml_response(body)
+
+
+async def list_buckets(request: web.Request, client: Client, tenant: Tenant) -> web.Response:
+    buckets = [b for b in await client.buckets() if tenant.lists_bucket(b.name)]
     return xml_response(s3x.list_buckets_xml([(b.name, b.created) for b in buckets]))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .s3.hosts import parse_domain
+from .tenants import Tenants, TenantsError, parse_tenants
+
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
@@ -14,9 +17,13 @@ class GatewaySettings:
     port: int = 8080
     """Port to listen on."""
     access_key: str | None = None
-    """The SigV4 access key id clients sign with."""
+    """The SigV4 access key id clients sign with (without a tenants file)."""
     secret_key: str | None = None
     """The secret of ``access_key``."""
+    tenants_file: str | None = None
+    """YAML file of tenants, their keys and grants (replaces ``access_key``/``secret_key``)."""
+    domains: tuple[str, ...] = ()
+    """Base domains of virtual-host addressing: ``bucket.<domain>`` names a bucket."""
     region: str = "us-east-1"
     """Region reported by GetBucketLocation (signatures for any region are accepted)."""
     anonymous: bool = False
@@ -24,22 +31,38 @@ class GatewaySettings:
     read_ahead: int = 4
     """Blocks fetched ahead of a streaming reader (memory bound: read_ahead x block size per stream)."""
     metadata_ttl: float = 2.0
-    """Seconds the gateway reuses object metadata before asking the master again."""
+    """Most seconds the gateway reuses object metadata before asking the master again
+    (lowered to the master's consistency mode: 0 with ``always``, its TTL if shorter)."""
 
     def validate(self) -> None:
         if not self.master.startswith(("http://", "https://")):
             raise ValueError(f"--master must be an http(s) URL, not {self.master!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port {self.port} is not a TCP port")
-        if not self.anonymous and not (self.access_key and self.secret_key):
+        if self.tenants_file is not None:
+            if self.anonymous:
+                raise ValueError("--anonymous and --tenants exclude each other")
+            self.tenants()
+        elif not self.anonymous and not (self.access_key and self.secret_key):
             raise ValueError(
                 "set both --access-key and --secret-key (or PIPECACHE_ACCESS_KEY and "
-                "PIPECACHE_SECRET_KEY), or pass --anonymous to accept unsigned requests"
+                "PIPECACHE_SECRET_KEY), give a --tenants file, or pass --anonymous to accept "
+                "unsigned requests"
             )
+        for d in self.domains:
+            parse_domain(d)
         if self.read_ahead < 1:
             raise ValueError("read_ahead must be at least 1")
 
-    def credentials(self) -> dict[str, str]:
+    def tenants(self) -> Tenants:
+        """The tenants file's tenants, else the single key pair with access to everything."""
+        if self.tenants_file is not None:
+            try:
+                with open(self.tenants_file, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TenantsError(f"cannot read tenants file {self.tenants_file}: {exc}") from None
+            return parse_tenants(text, self.tenants_file)
         if self.access_key and self.secret_key:
-            return {self.access_key: self.secret_key}
-        return {}
+            return Tenants.single(self.access_key, self.secret_key)
+        return Tenants(())

@@ -13,7 +13,7 @@ under-store consumes, so a bad upload raises before anything is committed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
@@ -208,12 +208,19 @@ def copy_source(header: str) -> tuple[str, str]:
     return bucket, key
 
 
-async def copy_object(request: web.Request, client: Client, bucket: str, key: str) -> web.Response:
-    """CopyObject (metadata directive COPY), answered with CopyObjectResult XML."""
+async def copy_object(
+    request: web.Request, client: Client, bucket: str, key: str, may_read: Callable[[str, str], bool]
+) -> web.Response:
+    """CopyObject (metadata directive COPY), answered with CopyObjectResult XML.
+
+    ``may_read``: whether the caller may read the source (AccessDenied if not).
+    """
     try:
         src_bucket, src_key = copy_source(request.headers["x-amz-copy-source"])
     except UnicodeDecodeError:
         raise s3e.InvalidArgument("Copy Source is not valid UTF-8") from None
+    if not may_read(src_bucket, src_key):
+        raise s3e.AccessDenied()
     if request.headers.get("x-amz-metadata-directive", "COPY").upper() != "COPY":
         raise s3e.S3NotImplemented("x-amz-metadata-directive REPLACE is not supported")
     if any(h.lower().startswith("x-amz-copy-source-if") for h in request.headers):
@@ -247,9 +254,16 @@ async def delete_object(request: web.Request, client: Client, bucket: str, key: 
 
 
 async def delete_objects(
-    request: web.Request, client: Client, auth: sigv4.AuthResult | None, bucket: str
+    request: web.Request,
+    client: Client,
+    auth: sigv4.AuthResult | None,
+    bucket: str,
+    may_delete: Callable[[str], bool],
 ) -> web.Response:
-    """DeleteObjects (``POST ?delete``): per-key results; Content-MD5 or a checksum required."""
+    """DeleteObjects (``POST ?delete``): per-key results; Content-MD5 or a checksum required.
+
+    Keys ``may_delete`` refuses get an AccessDenied result each; the others are deleted.
+    """
     if "Content-MD5" not in request.headers and not chunked.checksum_headers(dict(request.headers)):
         if not (auth is not None and auth.has_trailer):
             raise s3e.InvalidRequest("Missing required header for this request: Content-MD5")
@@ -262,6 +276,8 @@ async def delete_objects(
         async with gate:
             try:
                 s3r.validate_key(key)
+                if not may_delete(key):
+                    raise s3e.AccessDenied()
                 await client.delete(bucket, key)
             except s3e.S3Error as err:
                 return err

@@ -495,7 +495,7 @@ async def invalidate(request: web.Request) -> web.Response:
 
 async def config(request: web.Request) -> web.Response:
     s = request.app[MASTER].settings
-    return _reply(ConfigReply(s.ufs, s.block_size))
+    return _reply(ConfigReply(s.ufs, s.block_size, str(s.consistency_mode())))
 
 
 async def list_objects(request: web.Request) -> web.Response:
@@ -591,7 +591,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     master = Master(
         settings=settings,
         state=state,
-        objects=ObjectCache(settings.metadata_ttl, settings.metadata_max_entries),
+        objects=ObjectCache(settings.consistency_mode().metadata_ttl, settings.metadata_max_entries),
         metrics=MasterMetrics.create(state),
         ufs=ufs,
         jobs=JobManager(max_in_flight=settings.load_window, max_in_flight_bytes=settings.load_window_bytes),

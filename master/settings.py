@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..client.consistency import Consistency, from_ttl, parse_consistency
 from ..tiering.blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
 ENV_PREFIX = "PIPECACHE_MASTER_"
@@ -44,6 +45,11 @@ class MasterSettings:
 
     metadata_ttl: float = 60.0
     """Seconds object metadata is trusted before the under-store is asked again (0: never cache)."""
+
+    consistency: str = ""
+    """Consistency mode of the under-store: ``immutable``, ``ttl=SECONDS`` or ``always``
+    (see ``client.consistency``). Empty: ``ttl=metadata_ttl``. When set, it replaces
+    ``metadata_ttl``; gateways read it from the master's config."""
 
     metadata_max_entries: int = 1_000_000
     """Most objects whose metadata is cached; the oldest entries are evicted first."""
@@ -81,10 +87,15 @@ class MasterSettings:
             )
         if not self.metadata_ttl >= 0:
             raise ValueError(f"metadata_ttl must be >= 0, got {self.metadata_ttl}")
+        self.consistency_mode()
         if self.load_window <= 0 or self.load_window_bytes <= 0:
             raise ValueError("load_window and load_window_bytes must be > 0")
         if self.metadata_max_entries < 0:
             raise ValueError(f"metadata_max_entries must be >= 0, got {self.metadata_max_entries}")
+
+    def consistency_mode(self) -> Consistency:
+        """The mode in force (ValueError if ``consistency`` does not parse)."""
+        return parse_consistency(self.consistency) if self.consistency else from_ttl(self.metadata_ttl)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> MasterSettings:
@@ -116,6 +127,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": float,
     "worker_timeout": float,
     "metadata_ttl": float,
+    "consistency": str,
     "metadata_max_entries": int,
     "load_window": int,
     "load_window_bytes": int,

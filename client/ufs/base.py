@@ -4,9 +4,108 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..protocol import BucketInfo, ListPage, ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """One uploaded part of a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
+    last_modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartsPage:
+    """ListParts: parts after ``marker`` in number order; ``next_marker`` resumes."""
+
+    parts: builtins.list[PartInfo] = field(default_factory=builtins.list)
+    truncated: bool = False
+    next_marker: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """One multipart upload in progress."""
+
+    key: str
+    upload_id: str
+    initiated: float
+
+
+@dataclass(frozen=True, slots=True)
+class UploadsPage:
+    """ListMultipartUploads: uploads in (key, upload id) order, and rolled-up common prefixes."""
+
+    uploads: builtins.list[UploadInfo] = field(default_factory=builtins.list)
+    prefixes: builtins.list[str] = field(default_factory=builtins.list)
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One version of an object, or a delete marker."""
+
+    key: str
+    version_id: str
+    etag: str
+    size: int
+    last_modified: float
+    is_latest: bool = True
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VersionsPage:
+    """ListObjectVersions: versions in key order (newest first per key), and common prefixes."""
+
+    versions: builtins.list[VersionInfo] = field(default_factory=builtins.list)
+    prefixes: builtins.list[str] = field(default_factory=builtins.list)
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_version_id_marker: str = ""
+
+
+def uploads_page(
+    uploads: builtins.list[UploadInfo],
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    max_uploads: int,
+) -> UploadsPage:
+    """One ListMultipartUploads page over every upload of a bucket, as S3 orders and rolls them up."""
+    items: builtins.list[tuple[str, str, UploadInfo | None]] = []
+    seen: set[str] = set()
+    for u in sorted(uploads, key=lambda u: (u.key, u.upload_id)):
+        if not u.key.startswith(prefix):
+            continue
+        at = u.key.find(delimiter, len(prefix)) if delimiter else -1
+        if at >= 0:
+            common = u.key[: at + len(delimiter)]
+            if common not in seen and common > key_marker:
+                seen.add(common)
+                items.append((common, "", None))
+        elif u.key > key_marker or (u.key == key_marker and u.upload_id > upload_id_marker != ""):
+            items.append((u.key, u.upload_id, u))
+    items.sort(key=lambda i: (i[0], i[1]))
+    page = items[: max(0, max_uploads)]
+    truncated = len(items) > len(page)
+    last = page[-1] if truncated and page else ("", "", None)
+    return UploadsPage(
+        [u for _, _, u in page if u is not None],
+        [name for name, _, u in page if u is None],
+        truncated,
+        last[0],
+        last[1],
+    )
 
 
 class UnderStore(Protocol):
@@ -106,6 +205,36 @@ class UnderStore(Protocol):
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop an upload and its parts; NoSuchUpload if unknown."""
+        ...
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        """Parts of an upload numbered above ``marker``; NoSuchUpload if unknown."""
+        ...
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """Multipart uploads in progress in ``bucket``, after the markers."""
+        ...
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage:
+        """Object versions (an unversioned store has one, ``null``, per key)."""
         ...
 
     async def close(self) -> None: ...

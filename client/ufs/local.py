@@ -57,6 +57,7 @@ from ...tiering.errors import (
 )
 from ..listing import MAX_KEYS, decode_token, paginate
 from ..protocol import BucketInfo, ListEntry, ListPage, ObjectInfo
+from .base import PartInfo, PartsPage, UploadInfo, UploadsPage, VersionInfo, VersionsPage, uploads_page
 
 MAX_KEY_BYTES = 1024
 """S3's limit on the UTF-8 length of a key."""
@@ -514,6 +515,73 @@ class LocalUnderStore:
         """Remove the staging folder; NoSuchUpload if there is none."""
         path = await asyncio.to_thread(self._upload_dir, bucket, key, upload_id)
         await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        """The staged parts numbered above ``marker``."""
+        return await asyncio.to_thread(self._list_parts, bucket, key, upload_id, marker, max_parts)
+
+    def _list_parts(self, bucket: str, key: str, upload_id: str, marker: int, max_parts: int) -> PartsPage:
+        path = self._upload_dir(bucket, key, upload_id)
+        parts = []
+        with os.scandir(path) as it:
+            for entry in it:
+                m = _PART_RE.fullmatch(entry.name)
+                if m is not None and int(m.group(1)) > marker:
+                    st = entry.stat()
+                    parts.append(PartInfo(int(m.group(1)), m.group(2), st.st_size, st.st_mtime))
+        parts.sort(key=lambda p: p.number)
+        page = parts[: max(0, max_parts)]
+        truncated = len(parts) > len(page)
+        return PartsPage(page, truncated, page[-1].number if truncated and page else 0)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """Staged uploads of ``bucket`` (common prefixes with a delimiter), after the markers."""
+        found = await asyncio.to_thread(self._uploads_of, bucket)
+        return uploads_page(found, prefix, delimiter, key_marker, upload_id_marker, max_uploads)
+
+    def _uploads_of(self, bucket: str) -> builtins.list[UploadInfo]:
+        self._bucket_dir(bucket)  # NoSuchBucket
+        root = os.path.join(self.root, UPLOADS_DIR)
+        out = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(root) as it:
+            for entry in it:
+                if _UPLOAD_ID_RE.fullmatch(entry.name) is None:
+                    continue
+                meta = os.path.join(entry.path, "meta")
+                try:
+                    with open(meta, encoding="utf-8") as f:
+                        owner_bucket, _, key = f.read().partition("\n")
+                    initiated = os.stat(meta).st_mtime
+                except OSError:
+                    continue  # completed or aborted meanwhile
+                if owner_bucket == bucket:
+                    out.append(UploadInfo(key, entry.name, initiated))
+        return out
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage:
+        """A folder keeps no versions: each object is its one ``null`` version."""
+        page = await self.list(bucket, prefix, delimiter, start_after=key_marker, max_keys=max_keys)
+        versions = [VersionInfo(e.key, "null", e.etag, e.size, e.last_modified) for e in page.entries]
+        last = max([v.key for v in versions] + page.prefixes, default="")
+        return VersionsPage(versions, page.prefixes, page.truncated, last if page.truncated else "")
 
     async def close(self) -> None:
         """Nothing to release: every call opens and closes its own files."""

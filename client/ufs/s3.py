@@ -35,6 +35,7 @@ from ...tiering.errors import (
 )
 from ..listing import MAX_KEYS
 from ..protocol import BucketInfo, ListEntry, ListPage, ObjectInfo
+from .base import PartInfo, PartsPage, UploadInfo, UploadsPage, VersionInfo, VersionsPage
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
@@ -429,6 +430,99 @@ class S3UnderStore:
         s3 = await self._s3()
         with _translated("AbortMultipartUpload", NoSuchUpload):
             await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, marker: int = 0, max_parts: int = 1000
+    ) -> PartsPage:
+        """ListParts, passed through."""
+        s3 = await self._s3()
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "UploadId": upload_id, "MaxParts": max_parts}
+        if marker:
+            args["PartNumberMarker"] = marker
+        with _translated("ListParts", NoSuchUpload):
+            r = await s3.list_parts(**args)
+        parts = [
+            PartInfo(int(p["PartNumber"]), _etag(p["ETag"]), int(p["Size"]), p["LastModified"].timestamp())
+            for p in r.get("Parts", [])
+        ]
+        return PartsPage(parts, bool(r.get("IsTruncated")), int(r.get("NextPartNumberMarker") or 0))
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """ListMultipartUploads, passed through."""
+        s3 = await self._s3()
+        args: dict[str, Any] = {"Bucket": bucket, "MaxUploads": max_uploads}
+        for name, value in (
+            ("Prefix", prefix), ("Delimiter", delimiter), ("KeyMarker", key_marker),
+            ("UploadIdMarker", upload_id_marker),
+        ):  # fmt: skip
+            if value:
+                args[name] = value
+        with _translated("ListMultipartUploads", NoSuchBucket):
+            r = await s3.list_multipart_uploads(**args)
+        uploads = [
+            UploadInfo(str(u["Key"]), str(u["UploadId"]), u["Initiated"].timestamp())
+            for u in r.get("Uploads", [])
+        ]
+        return UploadsPage(
+            uploads,
+            [str(p["Prefix"]) for p in r.get("CommonPrefixes", [])],
+            bool(r.get("IsTruncated")),
+            str(r.get("NextKeyMarker") or ""),
+            str(r.get("NextUploadIdMarker") or ""),
+        )
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionsPage:
+        """ListObjectVersions, passed through (delete markers included)."""
+        s3 = await self._s3()
+        args: dict[str, Any] = {"Bucket": bucket, "MaxKeys": max_keys}
+        for name, value in (
+            ("Prefix", prefix), ("Delimiter", delimiter), ("KeyMarker", key_marker),
+            ("VersionIdMarker", version_id_marker),
+        ):  # fmt: skip
+            if value:
+                args[name] = value
+        with _translated("ListObjectVersions", NoSuchBucket):
+            r = await s3.list_object_versions(**args)
+        found = [
+            (v["LastModified"].timestamp(), False, v) for v in r.get("Versions", [])
+        ] + [(m["LastModified"].timestamp(), True, m) for m in r.get("DeleteMarkers", [])]
+        versions = [
+            VersionInfo(
+                str(v["Key"]),
+                str(v.get("VersionId") or "null"),
+                "" if marker else _etag(v["ETag"]),
+                0 if marker else int(v["Size"]),
+                ts,
+                bool(v.get("IsLatest")),
+                marker,
+            )
+            for ts, marker, v in found
+        ]
+        # S3 interleaves versions and delete markers: key order, newest first within a key.
+        versions.sort(key=lambda v: (v.key, -v.last_modified))
+        return VersionsPage(
+            versions,
+            [str(p["Prefix"]) for p in r.get("CommonPrefixes", [])],
+            bool(r.get("IsTruncated")),
+            str(r.get("NextKeyMarker") or ""),
+            str(r.get("NextVersionIdMarker") or ""),
+        )
 
     async def close(self) -> None:
         """Close the client and its connection pool; a later call opens a new one."""

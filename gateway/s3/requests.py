@@ -164,7 +164,7 @@ def validate_key(key: str) -> None:
         raise InvalidArgument("Object key must not contain NUL")
 
 
-def _decode_path_part(raw: str) -> str:
+def decode_path_part(raw: str) -> str:
     if _BAD_ESCAPE.search(raw):
         raise InvalidURI()
     try:
@@ -193,11 +193,11 @@ def parse_path(
         if slash:
             raise InvalidBucketName(extra={"BucketName": ""})
         return None, None
-    bucket = _decode_path_part(raw_bucket)
+    bucket = decode_path_part(raw_bucket)
     validate_bucket_name(bucket, legacy=legacy_bucket_names)
     if not raw_key:
         return bucket, None
-    key = _decode_path_part(raw_key)
+    key = decode_path_part(raw_key)
     validate_key(key)
     return bucket, key
 
@@ -253,6 +253,32 @@ def _unsatisfiable(header: str, size: int) -> InvalidRange:
         extra={"RangeRequested": header, "ActualObjectSize": str(size)},
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+_COPY_RANGE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{1,19})", re.ASCII)
+
+
+def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
+    """``[start, end)`` of ``x-amz-copy-source-range: bytes=first-last`` (the whole source if absent).
+
+    Both offsets are required and must lie inside the source, as S3 has it.
+    """
+    if header is None:
+        return 0, size
+    m = _COPY_RANGE.fullmatch(header.strip())
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes to copy",
+            extra={"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": header[:64]},
+        )
+    first, last = int(m.group(1)), int(m.group(2))
+    if last >= size:
+        raise InvalidRange(
+            "The requested range is not satisfiable",
+            extra={"RangeRequested": header[:64], "ActualObjectSize": str(size)},
+        )
+    return first, last + 1
 
 
 def content_range(start: int, end: int, size: int) -> str:
@@ -371,6 +397,51 @@ def parse_list_params(query: QueryLike) -> ListParams:
         marker=None if v2 else (q.get("marker") or None),
         encoding_type="url" if encoding is not None else None,
         fetch_owner=_flag("fetch-owner", q.get("fetch-owner")) if v2 else False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerListing:
+    """Query of ListMultipartUploads / ListObjectVersions: markers instead of tokens."""
+
+    prefix: str = ""
+    delimiter: str = ""
+    key_marker: str = ""
+    id_marker: str = ""
+    """``upload-id-marker`` or ``version-id-marker``."""
+    max_items: int = _MAX_KEYS_LIMIT
+    encoding_type: Literal["url"] | None = None
+
+
+def parse_marker_listing(query: QueryLike, id_name: str, max_name: str) -> MarkerListing:
+    """Validate the query of ``?uploads`` (``upload-id-marker``, ``max-uploads``) or
+    ``?versions`` (``version-id-marker``, ``max-keys``); unknown parameters are ignored."""
+    pairs = query.items() if isinstance(query, Mapping) else query
+    names = ("prefix", "delimiter", "key-marker", id_name, max_name, "encoding-type")
+    q: dict[str, str] = {}
+    for n, (name, value) in enumerate(pairs):
+        if n >= MAX_QUERY_PARAMS:
+            raise InvalidArgument("Too many query parameters")
+        if name in names:
+            if name in q or len(value) > _MAX_PARAM_CHARS:
+                raise _bad_arg(name, value[:64], f"Parameter {name} is repeated or too long")
+            q[name] = value
+    encoding = q.get("encoding-type")
+    if encoding is not None and encoding.lower() != "url":
+        raise _bad_arg("encoding-type", encoding, "Invalid Encoding Method specified in Request")
+    raw_max = q.get(max_name)
+    try:
+        max_items = _max_keys(raw_max)
+    except InvalidArgument:
+        message = f"Argument {max_name} must be an integer between 0 and 2147483647"
+        raise _bad_arg(max_name, raw_max or "", message) from None
+    return MarkerListing(
+        prefix=q.get("prefix", ""),
+        delimiter=q.get("delimiter", ""),
+        key_marker=q.get("key-marker", ""),
+        id_marker=q.get(id_name, ""),
+        max_items=max_items,
+        encoding_type="url" if encoding is not None else None,
     )
 
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from xml.parsers import expat
 
 from .errors import EntityTooLarge, InvalidPartOrder, MalformedXML, S3Error
-from .requests import ListParams, iso8601
+from .requests import ListParams, MarkerListing, iso8601
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -477,3 +477,154 @@ def parse_complete_multipart(
             raise InvalidPartOrder()
         out.append(CompletedPart(n, etag))
     return tuple(out)
+
+
+# -- multipart upload and version listings -------------------------------------------
+
+
+class PartLike(Protocol):
+    @property
+    def number(self) -> int: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def last_modified(self) -> float: ...
+
+
+class UploadLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def upload_id(self) -> str: ...
+    @property
+    def initiated(self) -> float: ...
+
+
+class VersionLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def version_id(self) -> str: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def last_modified(self) -> float: ...
+    @property
+    def is_latest(self) -> bool: ...
+    @property
+    def delete_marker(self) -> bool: ...
+
+
+def list_parts_xml(
+    bucket: str,
+    key: str,
+    upload_id: str,
+    parts: Sequence[PartLike],
+    *,
+    marker: int,
+    max_parts: int,
+    truncated: bool,
+    next_marker: int,
+) -> bytes:
+    """ListPartsResult."""
+    body = [
+        _el("Bucket", bucket),
+        _el("Key", key),
+        _el("UploadId", upload_id),
+        _el("PartNumberMarker", marker),
+        _el("NextPartNumberMarker", next_marker),
+        _el("MaxParts", max_parts),
+        _el("IsTruncated", truncated),
+        _el("StorageClass", "STANDARD"),
+    ]
+    for p in parts:
+        fields = [
+            _el("PartNumber", p.number),
+            _el("LastModified", iso8601(p.last_modified)),
+            _el("ETag", quote_etag(p.etag)),
+            _el("Size", p.size),
+        ]
+        body.append(f"<Part>{''.join(fields)}</Part>")
+    return _doc("ListPartsResult", body)
+
+
+def _marker_head(bucket: str, q: MarkerListing, id_tag: str, max_tag: str) -> list[str]:
+    enc = q.encoding_type == "url"
+
+    def e(s: str) -> str:
+        return url_encode(s) if enc else s
+
+    body = [_el("Bucket" if id_tag == "UploadIdMarker" else "Name", bucket), _el("Prefix", e(q.prefix))]
+    body += [_el("KeyMarker", e(q.key_marker)), _el(id_tag, q.id_marker), _el(max_tag, q.max_items)]
+    if q.delimiter:
+        body.append(_el("Delimiter", e(q.delimiter)))
+    if enc:
+        body.append(_el("EncodingType", "url"))
+    return body
+
+
+def _next_markers(id_tag: str, truncated: bool, next_key: str, next_id: str, enc: bool) -> list[str]:
+    if not truncated:
+        return [_el("IsTruncated", False)]
+    key = url_encode(next_key) if enc else next_key
+    return [_el("NextKeyMarker", key), _el(f"Next{id_tag}", next_id), _el("IsTruncated", True)]
+
+
+def list_uploads_xml(
+    bucket: str,
+    q: MarkerListing,
+    uploads: Sequence[UploadLike],
+    prefixes: Sequence[str],
+    *,
+    truncated: bool,
+    next_key_marker: str,
+    next_upload_id_marker: str,
+) -> bytes:
+    """ListMultipartUploadsResult."""
+    enc = q.encoding_type == "url"
+    body = _marker_head(bucket, q, "UploadIdMarker", "MaxUploads")
+    body += _next_markers("UploadIdMarker", truncated, next_key_marker, next_upload_id_marker, enc)
+    for u in uploads:
+        fields = [
+            _el("Key", url_encode(u.key) if enc else u.key),
+            _el("UploadId", u.upload_id),
+            _el("StorageClass", "STANDARD"),
+            _el("Initiated", iso8601(u.initiated)),
+        ]
+        body.append(f"<Upload>{''.join(fields)}</Upload>")
+    body += _prefixes(prefixes, enc)
+    return _doc("ListMultipartUploadsResult", body)
+
+
+def list_versions_xml(
+    bucket: str,
+    q: MarkerListing,
+    versions: Sequence[VersionLike],
+    prefixes: Sequence[str],
+    *,
+    truncated: bool,
+    next_key_marker: str,
+    next_version_id_marker: str,
+) -> bytes:
+    """ListVersionsResult: versions and delete markers in the order given."""
+    enc = q.encoding_type == "url"
+    body = _marker_head(bucket, q, "VersionIdMarker", "MaxKeys")
+    body += _next_markers("VersionIdMarker", truncated, next_key_marker, next_version_id_marker, enc)
+    for v in versions:
+        fields = [
+            _el("Key", url_encode(v.key) if enc else v.key),
+            _el("VersionId", v.version_id),
+            _el("IsLatest", v.is_latest),
+            _el("LastModified", iso8601(v.last_modified)),
+        ]
+        if v.delete_marker:
+            body.append(f"<DeleteMarker>{''.join(fields)}</DeleteMarker>")
+            continue
+        fields += [_el("ETag", quote_etag(v.etag)), _el("Size", v.size), _el("StorageClass", "STANDARD")]
+        body.append(f"<Version>{''.join(fields)}</Version>")
+    body += _prefixes(prefixes, enc)
+    return _doc("ListVersionsResult", body)

@@ -111,6 +111,20 @@ class PcCluster:
         self.wait_workers(self.n_workers)
         return self
 
+    def extra_gateway(self, *args: str) -> tuple[str, subprocess.Popen[bytes]]:
+        """Another gateway in front of this cluster's master, with its own flags; the caller stops it."""
+        port = free_port()
+        cmd = [sys.executable, "-m", "pipecache.cli", "gateway", "--master", self.master, "--port", str(port)]
+        proc = subprocess.Popen([*cmd, *args])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return url, proc
+
     def start_master(self) -> None:
         """Start the master (again, after ``stop_master``: same port, same flags)."""
         self.master_proc = self.procs.spawn(

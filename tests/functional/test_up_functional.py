@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from cluster import free_port
 
 
@@ -94,3 +95,66 @@ def test_up_serves_the_aws_cli_and_stops_cleanly(tmp_path: Path) -> None:
         proc.stdout.close()
     assert code == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_up_passes_tenants_and_consistency_through(tmp_path: Path) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    tenants = tmp_path / "tenants.yaml"
+    reader_key = "{access_key: READER, secret_key: reader-secret}"
+    tenants.write_text(f"tenants:\n  demo-reader:\n    keys: [{reader_key}]\n    read: [demo]\n")
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipecache.cli",
+        "up",
+        "--data-dir",
+        str(tmp_path / "pc"),
+        "--gateway-port",
+        str(port),
+    ]
+    cmd += [
+        "--memory",
+        "32MiB",
+        "--ssd",
+        "0",
+        "--workers",
+        "1",
+        "--tenants",
+        str(tenants),
+        "--consistency",
+        "always",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        banner = _read_banner(proc)
+        assert "consistency always" in banner and f"tenants: {tenants}" in banner
+
+        def s3(access: str, secret: str):  # type: ignore[no-untyped-def]
+            return boto3.client(
+                "s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=access,
+                aws_secret_access_key=secret, region_name="us-east-1",
+                config=Config(retries={"max_attempts": 1}),
+            )  # fmt: skip
+
+        reader = s3("READER", "reader-secret")
+        assert reader.get_object(Bucket="demo", Key="hello.txt")["Body"].read().startswith(b"Hello")
+        with pytest.raises(ClientError) as ei:
+            reader.put_object(Bucket="demo", Key="x", Body=b"x")
+        assert ei.value.response["Error"]["Code"] == "AccessDenied"
+        with pytest.raises(ClientError) as ei:
+            s3("pipecache", "pipecache-secret").list_buckets()
+        assert ei.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+        # always: a change behind the cache's back is seen by the next read.
+        (tmp_path / "pc" / "ufs" / "demo" / "hello.txt").write_text("changed behind the cache\n")
+        assert (
+            reader.get_object(Bucket="demo", Key="hello.txt")["Body"].read() == b"changed behind the cache\n"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -31,6 +31,8 @@ def test_defaults_validate_and_are_frozen() -> None:
         ({"worker_timeout": 1.0}, "worker_timeout"),
         ({"metadata_ttl": -1.0}, "metadata_ttl"),
         ({"metadata_max_entries": -1}, "metadata_max_entries"),
+        ({"consistency": "sometimes"}, "consistency"),
+        ({"consistency": "ttl=0"}, "consistency"),
     ],
 )
 def test_validate_names_the_bad_setting(changes: dict[str, object], message: str) -> None:

@@ -79,3 +79,15 @@ def test_zero_ttl_or_size_disables_caching(ttl: float, size: int) -> None:
 def test_rejects_negative_settings() -> None:
     with pytest.raises(ValueError):
         ObjectCache(ttl=-1.0, max_entries=1)
+
+
+def test_infinite_ttl_keeps_entries_until_evicted_or_invalidated() -> None:
+    """The ``immutable`` consistency mode."""
+    c = ObjectCache(float("inf"), 2)
+    c.put(info("a"), now=0.0)
+    assert c.get("b", "a", now=1e12) == info("a")
+    assert c.expire(1e12) == 0
+    c.put(info("x"), now=1.0)
+    c.put(info("y"), now=2.0)
+    assert c.get("b", "a", now=3.0) is None  # the size bound still applies
+    assert c.invalidate("b", "x") and c.get("b", "x", now=3.0) is None
