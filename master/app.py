@@ -290,9 +290,9 @@ class Master:
 
     def start_job(self, req: LoadRequest) -> Job:
         """Create a job in ``listing`` state and list its paths in the background."""
-        job = self.jobs.create(req.paths, req.priority, time.monotonic())
-        if req.hold:
+        if req.hold:  # first: a refused hold starts no job
             self.holds.open_for_load(req.hold, req.paths)
+        job = self.jobs.create(req.paths, req.priority, time.monotonic())
         task = asyncio.create_task(guard(self._list_job(job, req.hold), f"listing of {job.id}"))
         self.listings.add(task)
         task.add_done_callback(self.listings.discard)

@@ -28,9 +28,9 @@ from ..client.protocol import (
     split_path,
 )
 from ..tiering.blocks import block_count
-from ..tiering.errors import UnknownWorker
+from ..tiering.errors import BadRequest, UnknownWorker
 from ..tiering.placement import Candidate, owner
-from .holds import Commands, Hold, HoldRegistry
+from .holds import KEEPING, Commands, Hold, HoldRegistry
 from .state import ClusterState
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class HoldService:
         """The hold a load job joins: a "protect" hold, created on demand (or an existing one)."""
         existing = self.registry.holds_named(name)
         kind = existing.kind if existing is not None else "protect"
+        if kind not in KEEPING:
+            raise BadRequest(f"{name!r} names a {kind} entry: a load can only join a pin or protection")
         self.registry.create(name, kind, paths, self.clock())
 
     def join(self, name: str, objects: list[ObjectInfo]) -> None:

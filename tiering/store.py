@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -232,35 +232,15 @@ class TieredStore:
         Ids need not be resident: a block pinned before it arrives is pinned
         from its first put. Pins live in memory only (the master re-sends them).
         """
-        count = 0
-        for chunk in _chunks(block_ids):
-            with self._lock:
-                new = self._pins.pin(chunk)
-                self._changed(new)
-                count += len(new)
-        return count
+        return self._change_pins(block_ids, self._pins.pin)
 
     def unpin(self, block_ids: Iterable[str]) -> int:
         """Make blocks ordinary eviction candidates again; how many were pinned."""
-        count = 0
-        for chunk in _chunks(block_ids):
-            with self._lock:
-                gone = self._pins.unpin(chunk)
-                self._changed(gone)
-                count += len(gone)
-        return count
+        return self._change_pins(block_ids, self._pins.unpin)
 
     def release(self, block_ids: Iterable[str]) -> int:
-        """Unpin blocks and make them the first to go; how many resident blocks were released."""
-        count = 0
-        for chunk in _chunks(block_ids):
-            with self._lock:
-                self._changed(self._pins.unpin(chunk))
-                # Only resident blocks are marked: one arriving later is an ordinary block.
-                resident = [b for b in chunk if self._resident(b)]
-                self._changed(self._pins.release(resident))
-                count += len(resident)
-        return count
+        """Unpin blocks and make them the first to go; how many resident blocks were newly released."""
+        return self._change_pins(block_ids, self._release_locked)
 
     def pinned(self) -> list[str]:
         """Every pinned id (resident or not), sorted."""
@@ -270,6 +250,21 @@ class TieredStore:
     def is_pinned(self, block_id: str) -> bool:
         with self._lock:
             return self._pins.is_pinned(block_id)
+
+    def _change_pins(self, block_ids: Iterable[str], change: Callable[[list[BlockId]], list[BlockId]]) -> int:
+        """Apply ``change`` (ids -> the ids it changed) chunk by chunk; how many changed."""
+        count = 0
+        for chunk in _chunks(block_ids):
+            with self._lock:
+                changed = change(chunk)
+                self._changed(changed)
+                count += len(changed)
+        return count
+
+    def _release_locked(self, ids: list[BlockId]) -> list[BlockId]:
+        self._changed(self._pins.unpin(ids))
+        # Only resident blocks are marked: one arriving later is an ordinary block.
+        return self._pins.release([b for b in ids if self._resident(b)])
 
     def _changed(self, ids: list[BlockId]) -> None:
         self._mem_policy.changed(ids)

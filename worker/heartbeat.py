@@ -28,9 +28,11 @@ Theory of operation
    completes a load job; failures go back in ``load_failed`` (kept until a
    beat carrying them is acknowledged) so the master can retry or give up.
    ``pin``, ``unpin`` and ``release`` go to the store as they are. Pins live
-   in memory only: after a restart the master sends them again, for the
-   blocks of the full report. Unknown kinds are logged and skipped, so an
-   older worker survives a newer master.
+   in memory only and are dropped at each registration: the master sends
+   again those it still wants, for the blocks of the full report, so a
+   master that restarted without its holds leaves no stale pin behind.
+   Unknown kinds are logged and skipped, so an older worker survives a
+   newer master.
 """
 
 from __future__ import annotations
@@ -209,8 +211,13 @@ class Heartbeat:
     # ---- registration ----------------------------------------------------------
 
     def _full_report(self) -> RegisterRequest:
-        """Blocking: drain first, then list (see the module docstring, point 3)."""
+        """Blocking: drain first, then list (see the module docstring, point 3).
+
+        Pins are dropped: the master that answers knows nothing of them (it
+        restarted, or forgot us) and sends again the ones it still wants.
+        """
         store = self._svc.store
+        store.unpin(store.pinned())
         store.drain_changes()
         blocks = store.block_ids()
         return RegisterRequest(

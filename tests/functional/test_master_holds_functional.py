@@ -105,6 +105,11 @@ async def test_load_with_a_hold_sends_pins_before_the_loads(client: Client) -> N
     assert blocks(commands, "load") <= blocks(commands, "pin") == set(B)
     status, infos = await call(client, HOLDS)
     assert [(h["name"], h["kind"], h["blocks"]) for h in infos["holds"]] == [("run-1", "protect", 5)]
+    await call(client, TTL, {"paths": ["s3://data/a.bin"], "seconds": 60})
+    status, err = await call(client, JOBS, {"paths": ["s3://data/a.bin"], "hold": "ttl:s3://data/a.bin"})
+    assert (status, err["code"]) == (400, "BadRequest")
+    status, jobs = await call(client, JOBS)
+    assert len(jobs["jobs"]) == 1  # the refused load started nothing
 
 
 async def test_free_refuses_held_blocks_unless_forced(client: Client) -> None:

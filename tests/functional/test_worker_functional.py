@@ -588,6 +588,8 @@ async def test_master_restart(
     wid = worker.app[WORKER_ID]  # type: ignore[index]
     await get(worker, obj, 0)
     await eventually(lambda: fake.blocks[wid] == {obj.bid(0)})
+    fake.commands.append(Command("pin", [obj.bid(0), obj.bid(1)]))
+    await eventually(lambda: store_of(worker).pinned() == sorted([obj.bid(0), obj.bid(1)]))
     port = server.port
     await server.close()  # the master goes away; beats fail, changes pile up
     await get(worker, obj, 2)
@@ -600,5 +602,9 @@ async def test_master_restart(
         await eventually(lambda: len(reborn.registrations) == 1)
         assert set(reborn.registrations[0].blocks) == {obj.bid(0), obj.bid(2)}
         assert reborn.registrations[0].worker_id == wid
+        # Pins from before the restart are gone; the new master's pins apply.
+        assert store_of(worker).pinned() == []
+        reborn.commands.append(Command("pin", [obj.bid(2)]))
+        await eventually(lambda: store_of(worker).pinned() == [obj.bid(2)])
     finally:
         await server2.close()
