@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Mapping
@@ -150,24 +151,20 @@ def run(
     if check_config:
         click.echo("watcher settings ok")
         return
-    try:
-        asyncio.run(_run(s, timeline))
-    except KubeError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        pass
-
-
-async def _run(settings: Any, timeline: str | None) -> None:
     from ..watcher.app import run_watcher
     from ..watcher.timeline import TimelineWriter
 
-    if timeline is None:
-        await run_watcher(settings)
-        return
-    try:
-        out = open(timeline, "a", encoding="utf-8")  # noqa: SIM115 - closed below, after the run
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {timeline}: {exc}") from None
-    with out:
-        await run_watcher(settings, hooks=[TimelineWriter(out)])
+    with contextlib.ExitStack() as stack:
+        hooks = []
+        if timeline is not None:
+            try:
+                out = stack.enter_context(open(timeline, "a", encoding="utf-8"))
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {timeline}: {exc}") from None
+            hooks.append(TimelineWriter(out))
+        try:
+            asyncio.run(run_watcher(s, hooks=hooks))
+        except KubeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            pass

@@ -39,12 +39,19 @@ def make_app(watcher: Watcher) -> web.Application:
 
 
 async def run_watcher(
-    settings: WatcherSettings, *, hooks: Sequence[ActionHook] = (), stop: asyncio.Event | None = None
+    settings: WatcherSettings,
+    *,
+    hooks: Sequence[ActionHook] = (),
+    stop: asyncio.Event | None = None,
+    signals: bool = True,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set); raises ``KubeError`` on a bad configuration."""
+    """Run until SIGINT/SIGTERM (with ``signals``) or ``stop`` is set.
+
+    Raises ``KubeError`` when the Kubernetes configuration cannot be loaded.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM) if signals else ():
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     kube = await KubeApi.connect(settings.kubeconfig, settings.watch)

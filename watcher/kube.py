@@ -102,7 +102,7 @@ class KubeApi:
             if kubeconfig:
                 await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
             else:
-                k8s_config.load_incluster_config(client_configuration=cfg)
+                k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except (ConfigException, OSError, ValueError, TypeError) as exc:
             where = kubeconfig or "in-cluster service account"
             raise KubeError(f"cannot load Kubernetes configuration ({where}): {exc}") from None
@@ -147,7 +147,9 @@ class KubeApi:
         finally:
             resp.release()
 
-    async def _get(self, namespace: str | None, *, watch: bool, rv: str | None = None) -> aiohttp.ClientResponse:
+    async def _get(
+        self, namespace: str | None, *, watch: bool, rv: str | None = None
+    ) -> aiohttp.ClientResponse:
         s = self.settings
         kw: dict[str, Any] = {"_preload_content": False}
         if watch:
@@ -180,29 +182,29 @@ class KubeApi:
         self, involved: Mapping[str, str], reason: str, message: str, *, warning: bool = False
     ) -> None:
         """A core/v1 Event about a workflow (``involved``: namespace, name, uid)."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC)
         ns = involved["namespace"]
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Workflow",
-                "name": involved["name"],
-                "namespace": ns,
-                "uid": involved.get("uid", ""),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": socket.gethostname()[:128],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = k8s.CoreV1Event(
+            api_version="v1",
+            kind="Event",
+            metadata=k8s.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=ns),
+            involved_object=k8s.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="Workflow",
+                name=involved["name"],
+                namespace=ns,
+                uid=involved.get("uid") or None,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=k8s.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=socket.gethostname()[:128],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
         await self._core.create_namespaced_event(ns, body, _request_timeout=self.settings.request_timeout)
 
 
@@ -234,8 +236,8 @@ class WorkflowWatch:
             try:
                 if rv is None:
                     items, rv = await self.api.list_workflows(self.namespace)
-                    for event in self._relisted(items):
-                        yield event
+                    for listed in self._relisted(items):
+                        yield listed
                     self.synced.set()
                     attempt = 0
                 async for raw in self.api.watch_workflows(self.namespace, rv):
@@ -253,7 +255,9 @@ class WorkflowWatch:
                 reason = type(exc).__name__
                 delay = backoff_delay(attempt, self.api.settings, self._rng)
                 attempt += 1
-                log.warning("workflow watch (%s) failed (%s: %s); retrying in %.1fs", where, reason, exc, delay)
+                log.warning(
+                    "workflow watch (%s) failed (%s: %s); retrying in %.1fs", where, reason, exc, delay
+                )
                 self.on_reconnect(reason)
                 await asyncio.sleep(delay)
 

@@ -53,11 +53,15 @@ class WatcherMetrics:
                 buckets=LEAD_BUCKETS,
                 registry=reg,
             ),
-            late_steps=Counter(p + "late_steps", "Steps that started before their inputs were resident.", registry=reg),
+            late_steps=Counter(
+                p + "late_steps", "Steps that started before their inputs were resident.", registry=reg
+            ),
             runs=Gauge(p + "runs", "Runs being followed.", registry=reg),
             runs_ended=Counter(p + "runs_ended", "Runs that ended, by outcome.", ["outcome"], registry=reg),
             events=Counter(p + "events", "Kubernetes Events posted.", ["reason", "result"], registry=reg),
-            reconnects=Counter(p + "watch_reconnects", "Watch reconnects after errors.", ["error"], registry=reg),
+            reconnects=Counter(
+                p + "watch_reconnects", "Watch reconnects after errors.", ["error"], registry=reg
+            ),
             relists=Counter(p + "watch_relists", "Re-lists after 410 Gone.", registry=reg),
             plan_errors=Counter(p + "plan_errors", "Workflows that could not be planned.", registry=reg),
         )

@@ -74,7 +74,9 @@ class ClientPreloader:
         self.client = client
         self._jobs: dict[str, Any] = {}
         self._load_takes_hold = "hold" in inspect.signature(client.load).parameters
-        self.protects = callable(getattr(client, "protect", None)) and callable(getattr(client, "release", None))
+        self.protects = callable(getattr(client, "protect", None)) and callable(
+            getattr(client, "release", None)
+        )
         if not (self.protects and self._load_takes_hold):
             log.warning(
                 "this pipecache client has no protect holds: preloaded data is not protected "

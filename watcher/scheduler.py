@@ -46,7 +46,9 @@ class RunRef:
     def of(cls, obj: Mapping[str, Any]) -> RunRef:
         """The reference of a workflow object (empty strings where the object says nothing)."""
         meta = as_map(obj.get("metadata"))
-        return cls(as_str(meta.get("namespace")) or "", as_str(meta.get("name")) or "", as_str(meta.get("uid")) or "")
+        return cls(
+            as_str(meta.get("namespace")) or "", as_str(meta.get("name")) or "", as_str(meta.get("uid")) or ""
+        )
 
 
 def hold_name(run: RunRef, step: str) -> str:
@@ -209,7 +211,9 @@ class Scheduler:
             for uri in action.uris:
                 run.uri_job.pop(uri, None)
                 run.protected.get(action.step, set()).discard(uri)
-        return [Notify(action.run, "PreloadFailed", f"step {action.step}: preload not started: {error}", True)]
+        return [
+            Notify(action.run, "PreloadFailed", f"step {action.step}: preload not started: {error}", True)
+        ]
 
     def job_finished(self, job_id: str, state: str, now: float, detail: str = "") -> list[Action]:
         """A job reached ``state`` (done, failed or cancelled)."""
@@ -281,7 +285,9 @@ class Scheduler:
     def _end(self, run: _Run, outcome: str) -> list[Action]:
         del self._runs[run.ref.key]
         actions: list[Action] = [
-            Cancel(run.ref, j) for j in run.jobs if (job := self._jobs.get(j)) is not None and job.state is None
+            Cancel(run.ref, j)
+            for j in run.jobs
+            if (job := self._jobs.get(j)) is not None and job.state is None
         ]
         actions += [
             Release(run.ref, hold_name(run.ref, step), evict_first=True)

@@ -154,7 +154,9 @@ class Watcher:
             elif isinstance(action, Protect):
                 await self._quietly("protect", self.preloader.protect(action.hold, action.uris))
             elif isinstance(action, Release):
-                await self._quietly("release", self.preloader.release(action.hold, evict_first=action.evict_first))
+                await self._quietly(
+                    "release", self.preloader.release(action.hold, evict_first=action.evict_first)
+                )
             elif isinstance(action, Cancel):
                 if await self._quietly("cancel", self.preloader.cancel(action.job_id)):
                     self.metrics.jobs_cancelled.inc()

@@ -77,7 +77,9 @@ class ArgoSim:
         self.bucket = bucket
         spec = wf["spec"]
         self.templates = {t["name"]: t for t in spec["templates"]}
-        self.wf_params = {p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])}
+        self.wf_params = {
+            p["name"]: p.get("value", "") for p in spec.get("arguments", {}).get("parameters", [])
+        }
         self.nodes: dict[tuple[str, ...], _Node] = {}
         self.art: dict[tuple[str, str], str] = {}  # (KFP task, output key) -> URI
         self.runtime: dict[str, Any] = {}
@@ -99,7 +101,9 @@ class ArgoSim:
         for node in [n for n in self.nodes.values() if n.phase == "Running" and "dag" not in n.template]:
             self._finish_pod(node)
         started: list[Started] = []
-        for node in sorted((n for n in self.nodes.values() if "dag" in n.template), key=lambda n: len(n.path)):
+        for node in sorted(
+            (n for n in self.nodes.values() if "dag" in n.template), key=lambda n: len(n.path)
+        ):
             if node.phase == "Running":
                 started += self._advance_dag(node)
         root = self.nodes[()]
@@ -171,7 +175,9 @@ class ArgoSim:
             self.art[(node.path[-1], "artifact")] = uri
             return [uri]
         if kind == "system-container-impl":
-            patch = json.loads(self._output(node.path[:-2] + (node.path[-2] + "-driver",), "pod-spec-patch") or "{}")
+            patch = json.loads(
+                self._output(node.path[:-2] + (node.path[-2] + "-driver",), "pod-spec-patch") or "{}"
+            )
             return _patch_inputs(patch)
         # KFP v1 / plain Argo container: outputs in the artifact repository.
         for art in node.template.get("outputs", {}).get("artifacts", []):
@@ -199,7 +205,10 @@ class ArgoSim:
             uri = f"{self.root}/{self.name}/{name}/{key}"
             self.art[(name, key)] = uri
             outputs[key] = {"artifacts": [{"name": key, "uri": uri}]}
-        executor_input = {"inputs": {"artifacts": inputs, "parameterValues": {}}, "outputs": {"artifacts": outputs}}
+        executor_input = {
+            "inputs": {"artifacts": inputs, "parameterValues": {}},
+            "outputs": {"artifacts": outputs},
+        }
         patch = {"containers": [{"name": "main", "args": ["--executor_input", json.dumps(executor_input)]}]}
         return {"pod-spec-patch": json.dumps(patch), "cached-decision": "false", "condition": "true"}
 
@@ -230,7 +239,9 @@ class ArgoSim:
                 "name": name,
                 "displayName": name.rsplit(".", 1)[-1],
                 "phase": node.phase,
-                "type": "DAG" if "dag" in node.template else ("Skipped" if node.phase == "Omitted" else "Pod"),
+                "type": "DAG"
+                if "dag" in node.template
+                else ("Skipped" if node.phase == "Omitted" else "Pod"),
             }
             outputs: dict[str, Any] = {}
             if node.outputs and node.phase != "Running":

@@ -34,11 +34,20 @@ PREFIX = "/apis/argoproj.io/v1alpha1"
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "code": code,
+    }
 
 
 class FakeKubeApi:
-    def __init__(self, *, token: str = "test-token", bookmark_interval: float = 0.2, gone: str = "event") -> None:
+    def __init__(
+        self, *, token: str = "test-token", bookmark_interval: float = 0.2, gone: str = "event"
+    ) -> None:
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.gone = gone
@@ -221,7 +230,10 @@ class FakeKubeApi:
         if not self._authorized(request):
             return web.json_response(_status(401, "Unauthorized", "Unauthorized"), status=401)
         body = await request.json()
-        if body.get("kind") != "Event" or body.get("metadata", {}).get("namespace") != request.match_info["ns"]:
+        if (
+            body.get("kind") != "Event"
+            or body.get("metadata", {}).get("namespace") != request.match_info["ns"]
+        ):
             return web.json_response(_status(400, "BadRequest", "not an Event of this namespace"), status=400)
         body["metadata"]["name"] = body["metadata"].get("generateName", "event.") + uuid.uuid4().hex[:5]
         body["receivedAt"] = time.time()

@@ -65,7 +65,9 @@ def test_new_run_preloads_first_steps_nearest_first(own: Loader) -> None:
         (hold_name(RUN, "prepare"), ("s3://datasets/labels.csv",)),
         (hold_name(RUN, "audit"), ("s3://datasets/labels.csv",)),
     ]
-    assert [a for a in actions if isinstance(a, Submit)][0].hold == "kfp:kubeflow-user/prep-train-7xk2p/importer"
+    assert [a for a in actions if isinstance(a, Submit)][
+        0
+    ].hold == "kfp:kubeflow-user/prep-train-7xk2p/importer"
 
 
 def test_lookahead_limits_distance(own: Loader) -> None:
@@ -107,7 +109,9 @@ def test_lead_time_from_job_done_to_step_start(own: Loader) -> None:
     wf = named(own("v2_compiled.yaml"))
     ids = accept(s, s.observe(RUN, plan_workflow(wf), now=0.0))
     assert s.job_finished(ids[0], "done", now=2.0, detail="1 object") == [
-        Notify(RUN, "PreloadComplete", "step importer: 1 input(s) resident (1 object): s3://datasets/labels.csv")
+        Notify(
+            RUN, "PreloadComplete", "step importer: 1 input(s) resident (1 object): s3://datasets/labels.csv"
+        )
     ]
     running = named(own("v2_compiled.yaml"))
     running["status"] = {
@@ -122,7 +126,10 @@ def test_step_starting_before_its_data_is_late(own: Loader) -> None:
     s = Scheduler()
     accept(s, s.observe(RUN, plan_workflow(named(own("v2_compiled.yaml"))), now=0.0))
     running = named(own("v2_compiled.yaml"))
-    running["status"] = {"phase": "Running", "nodes": {"a": {"name": f"{RUN.name}.root.importer", "phase": "Running"}}}
+    running["status"] = {
+        "phase": "Running",
+        "nodes": {"a": {"name": f"{RUN.name}.root.importer", "phase": "Running"}},
+    }
     assert StepStarted(RUN, "importer", None) in s.observe(RUN, plan_workflow(running), now=1.0)
 
 
