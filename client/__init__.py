@@ -17,6 +17,7 @@ from ..tiering.errors import (
     NoWorkers,
     ObjectChanged,
     SlowDown,
+    Unauthorized,
     UnderStoreError,
 )
 from .client import Client, ClientOptions, ObjectReader, Range, connect
@@ -47,6 +48,7 @@ __all__ = [
     "ObjectReader",
     "Range",
     "SlowDown",
+    "Unauthorized",
     "UnderStoreError",
     "WorkerInfo",
     "connect",

@@ -31,7 +31,7 @@ from ..tiering.errors import (
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
 from .jobs import Job
-from .rpc import Empty, call, raise_for_error
+from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
 from .ufs import UnderStore, open_understore
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,22 @@ class ClientOptions:
 
     timeout: float = 60.0
     """Seconds for one RPC or one block GET."""
+    stall_timeout: float = 10.0
+    """Seconds a block GET may go without receiving a byte before the next worker is asked."""
     read_ahead: int = 4
     """Blocks fetched ahead of the reader when streaming (memory bound: read_ahead x block size)."""
     metadata_ttl: float = 5.0
     """Seconds an object's metadata is reused without asking the master (0: always ask)."""
     metadata_entries: int = 100_000
+    stale_if_error: float = 300.0
+    """Seconds past its TTL that metadata is still used while the master cannot be reached
+    (0: never). Blocks are bound to the ETag, so this serves at worst the previous version."""
     workers_ttl: float = 2.0
     """Seconds between refreshes of the worker list."""
     connections: int = 256
     """Connection pool size towards workers and the master."""
+    token: str | None = dataclasses.field(default_factory=cluster_token)
+    """The cluster token sent to the master and workers (default: $PIPECACHE_CLUSTER_TOKEN)."""
     ufs: str | None = None
     """Under-store URI for writes (None: the master's, read from its config on first write)."""
 
@@ -71,9 +78,10 @@ class _MetaCache:
         self._ttl, self._max = ttl, entries
         self._items: OrderedDict[tuple[str, str], tuple[float, p.ObjectInfo]] = OrderedDict()
 
-    def get(self, bucket: str, key: str) -> p.ObjectInfo | None:
+    def get(self, bucket: str, key: str, stale: float = 0.0) -> p.ObjectInfo | None:
+        """The entry, if it expired no more than ``stale`` seconds ago."""
         item = self._items.get((bucket, key))
-        if item is None or item[0] < time.monotonic():
+        if item is None or item[0] + stale < time.monotonic():
             return None
         self._items.move_to_end((bucket, key))
         return item[1]
@@ -116,7 +124,9 @@ class Client:
     async def start(self) -> Client:
         if self._session is None:
             conn = aiohttp.TCPConnector(limit=self.options.connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=conn, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                connector=conn, auto_decompress=False, headers=token_headers(self.options.token)
+            )
         return self
 
     async def close(self) -> None:
@@ -169,13 +179,22 @@ class Client:
             if cached is not None and not (full and cached.partial):
                 return cached
         generation = self._generation
-        info = await call(
-            self.session,
-            self.master + p.STAT,
-            p.ObjectInfo,
-            p.StatRequest(bucket, key, full),
-            timeout=self._t(timeout),
-        )
+        try:
+            info = await call(
+                self.session,
+                self.master + p.STAT,
+                p.ObjectInfo,
+                p.StatRequest(bucket, key, full),
+                timeout=self._t(timeout),
+            )
+        except Unreachable:
+            # The master is restarting or gone: what we knew still names the right
+            # blocks (ids bind the ETag), and the workers still serve them.
+            stale = self._meta.get(bucket, key, stale=self.options.stale_if_error)
+            if stale is None or fresh or (full and stale.partial):
+                raise
+            log.warning("master unreachable: using cached metadata of %s/%s", bucket, key)
+            return stale
         if generation == self._generation:  # else a write raced with this stat
             self._meta.put(info)
         return info
@@ -429,7 +448,7 @@ class Client:
         bid = info.block_id(span.index)
         ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size)
         headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
-        to = aiohttp.ClientTimeout(total=self._t(timeout))
+        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
         last: Exception | None = None
         for wid in rank(bid, await self._live_workers()):
             worker = self._workers.get(wid)
@@ -440,8 +459,9 @@ class Client:
                 async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
                     await raise_for_error(resp)
                     data = await resp.read()
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                # The worker is gone or stuck: the next-ranked one fetches from the under-store.
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                # The worker is gone, stuck, or died mid-body: the next-ranked one
+                # fetches from the under-store.
                 last = exc
                 self._workers_at = 0.0
                 continue

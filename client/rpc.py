@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TypeVar
 
 import aiohttp
@@ -25,6 +26,25 @@ async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
     raise CacheError(f"HTTP {resp.status} from {resp.url.host}:{resp.url.port}: {body[:200]!r}")
 
 
+TOKEN_ENV = "PIPECACHE_CLUSTER_TOKEN"
+"""The environment variable every pipecache process reads the cluster token from."""
+
+
+def cluster_token(environ: dict[str, str] | None = None) -> str | None:
+    """The cluster token from the environment (None when unset or empty: no check)."""
+    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "")
+    return token or None
+
+
+def token_headers(token: str | None) -> dict[str, str]:
+    """Request headers that carry ``token`` to a master or worker."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class Unreachable(NoWorkers):
+    """The service did not answer at all (refused, reset, timed out): not an answer about the request."""
+
+
 async def call(
     session: aiohttp.ClientSession,
     url: str,
@@ -44,9 +64,9 @@ async def call(
             await raise_for_error(resp)
             body = await resp.read()
     except aiohttp.ClientError as exc:
-        raise NoWorkers(f"cannot reach {url}: {exc}") from exc
+        raise Unreachable(f"cannot reach {url}: {exc}") from exc
     except TimeoutError as exc:
-        raise NoWorkers(f"{url} did not answer within {timeout}s") from exc
+        raise Unreachable(f"{url} did not answer within {timeout}s") from exc
     if reply_cls is _Empty:
         return _Empty()  # type: ignore[return-value]
     try:

@@ -8,16 +8,22 @@ msgpack bodies parsed through ``protocol`` messages, typed errors answered as
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..tiering.errors import BadRequest, CacheError
-from .protocol import MAX_BODY, MSGPACK, ErrorBody, Message
+from ..tiering.errors import BadRequest, CacheError, Unauthorized
+from .protocol import API, BLOCKS, MAX_BODY, MSGPACK, ErrorBody, Message
+from .rpc import TOKEN_ENV, cluster_token, token_headers
+
+__all__ = ["TOKEN_ENV", "cluster_token", "token_headers", "token_middleware"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
@@ -37,6 +43,33 @@ async def read_message(request: web.Request, cls: type[M]) -> M:
         raise BadRequest("request body too large")
     body = await request.read()
     return cls.unpack(body)
+
+
+_GUARDED = (API + "/", BLOCKS + "/")
+"""Paths that need the token: the control API and block data. Health, metrics and
+the status page stay open (probes, Prometheus and people's browsers send no token)."""
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def token_middleware(token: str | None) -> Middleware:
+    """Refuse control and block requests without the cluster token (no token: allow all).
+
+    Without it, anything that can reach a worker could read any cached block
+    (bypassing the gateway's SigV4 and tenants) or plant commands on the master.
+    """
+    expected = f"Bearer {token}".encode() if token else b""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected and request.path.startswith(_GUARDED):
+            got = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(got, expected):
+                return error_response(Unauthorized("missing or wrong cluster token"))
+        return await handler(request)
+
+    return check
 
 
 @web.middleware
@@ -89,6 +122,13 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def serve(app: web.Application, host: str, port: int, *, name: str) -> None:
     """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -96,6 +136,14 @@ async def serve(app: web.Application, host: str, port: int, *, name: str) -> Non
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
     log.info("%s listening on http://%s:%d", name, host, port)
+    if name in ("master", "worker") and cluster_token() is None and not _loopback(host):
+        log.warning(
+            "%s listens on %s without a cluster token: anything that reaches it can read "
+            "cached blocks and send commands; set %s on every pipecache process",
+            name,
+            host,
+            TOKEN_ENV,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

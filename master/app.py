@@ -67,12 +67,14 @@ from ..client.protocol import (
 )
 from ..client.ufs.base import UnderStore
 from ..client.web import (
+    cluster_token,
     error_middleware,
     guard,
     health_handler,
     metrics_handler,
     msgpack_response,
     read_message,
+    token_middleware,
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
 from .jobs import Job, JobManager
@@ -534,7 +536,10 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
         jobs=JobManager(max_in_flight=settings.load_window, max_in_flight_bytes=settings.load_window_bytes),
     )
     # A full block report of millions of ids is far over aiohttp's 1 MiB default.
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[token_middleware(cluster_token()), metrics_middleware, error_middleware],
+        client_max_size=MAX_BODY,
+    )
     app[MASTER] = master
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_sweep_ctx)

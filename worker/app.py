@@ -18,7 +18,15 @@ import aiohttp
 from aiohttp import web
 
 from ..client.protocol import BLOCKS, HEALTH, METRICS
-from ..client.web import error_middleware, guard, health_handler, metrics_handler
+from ..client.web import (
+    cluster_token,
+    error_middleware,
+    guard,
+    health_handler,
+    metrics_handler,
+    token_headers,
+    token_middleware,
+)
 from ..tiering.store import TieredStore
 from .blocks import BlockService
 from .handlers import SERVICE, USE_SENDFILE, count_requests, get_block, head_block
@@ -37,7 +45,7 @@ WORKER_ID: web.AppKey[str] = web.AppKey("worker_id", str)
 def make_app(settings: WorkerSettings) -> web.Application:
     """The worker app for ``settings`` (validated here; ValueError if they cannot work)."""
     settings.validate()
-    app = web.Application(middlewares=[count_requests, error_middleware])
+    app = web.Application(middlewares=[token_middleware(cluster_token()), count_requests, error_middleware])
     metrics = WorkerMetrics.create()
     app[SETTINGS] = settings
     app[METRICS_KEY] = metrics
@@ -74,7 +82,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
         ready_timeout=settings.ready_timeout,
         promote_on_hit=settings.promote_on_hit,
     )
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(headers=token_headers(cluster_token()))
     heartbeat = Heartbeat(
         svc,
         session,

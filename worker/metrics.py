@@ -72,6 +72,10 @@ class WorkerMetrics:
         return metrics
 
 
+_NOT_EVENTS = frozenset({"memory_blocks", "ssd_blocks", "ssd_copies", "corrupt_dropped"})
+"""Entries of ``TieredStore.stats()`` that are levels or exported elsewhere, not event counts."""
+
+
 class StoreCollector(Collector):
     """Reads tier usage, budgets and corruption counts from the store at scrape time."""
 
@@ -89,7 +93,15 @@ class StoreCollector(Collector):
         corrupt = CounterMetricFamily(
             "pipecache_worker_corrupt_blocks", "SSD block files found corrupt and dropped."
         )
+        events = CounterMetricFamily(
+            "pipecache_worker_store_events",
+            "Store events: puts, hits per tier, promotions, demotions, evictions, SSD write errors...",
+            labels=["event"],
+        )
         if store is not None:
+            for name, count in store.stats().items():
+                if name not in _NOT_EVENTS:
+                    events.add_metric([name], count)
             for tier, value in store.usage().items():
                 used.add_metric([tier], value)
             for tier, value in store.capacity().items():
@@ -98,3 +110,4 @@ class StoreCollector(Collector):
         yield used
         yield cap
         yield corrupt
+        yield events

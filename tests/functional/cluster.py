@@ -41,6 +41,8 @@ class Worker:
     port: int
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
+    """Extra worker flags (e.g. ``--advertise`` a fault proxy in front of it)."""
 
     @property
     def url(self) -> str:
@@ -77,6 +79,7 @@ class PcCluster:
     workers: list[Worker] = field(default_factory=list)
     master_port: int = 0
     gateway_port: int = 0
+    master_proc: subprocess.Popen[bytes] | None = None
 
     @property
     def master(self) -> str:
@@ -88,18 +91,7 @@ class PcCluster:
 
     def start(self) -> PcCluster:
         self.master_port = free_port()
-        m = self.procs.spawn(
-            "master",
-            "master",
-            "--port",
-            str(self.master_port),
-            "--ufs",
-            self.ufs,
-            "--block-size",
-            self.block_size,
-            *self.master_args,
-        )
-        wait_healthy(self.master, m)
+        self.start_master()
         for i in range(self.n_workers):
             w = Worker(i, free_port(), self.root / f"worker-{i}")
             self.workers.append(w)
@@ -118,6 +110,25 @@ class PcCluster:
         self.wait_workers(self.n_workers)
         return self
 
+    def start_master(self) -> None:
+        """Start the master (again, after ``stop_master``: same port, same flags)."""
+        self.master_proc = self.procs.spawn(
+            "master",
+            "master",
+            "--port",
+            str(self.master_port),
+            "--ufs",
+            self.ufs,
+            "--block-size",
+            self.block_size,
+            *self.master_args,
+        )
+        wait_healthy(self.master, self.master_proc)
+
+    def stop_master(self, sig: int = signal.SIGTERM) -> None:
+        self._stop(self.master_proc, sig)
+        self.master_proc = None
+
     def start_worker(self, w: Worker) -> None:
         w.proc = self.procs.spawn(
             f"worker-{w.index}",
@@ -134,15 +145,19 @@ class PcCluster:
             self.ssd,
             "--worker-id",
             f"w{w.index}",
+            *w.args,
         )
         wait_healthy(w.url, w.proc)
 
     def stop_worker(self, w: Worker, sig: int = signal.SIGTERM) -> None:
-        assert w.proc is not None
-        w.proc.send_signal(sig)
-        w.proc.wait(15)
-        self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not w.proc]
+        self._stop(w.proc, sig)
         w.proc = None
+
+    def _stop(self, proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+        assert proc is not None
+        proc.send_signal(sig)
+        proc.wait(15)
+        self.procs.procs = [(n, p) for n, p in self.procs.procs if p is not proc]
 
     def wait_workers(self, n: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
