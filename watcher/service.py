@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from .workflow import WorkflowError, plan_workflow
 
 log = logging.getLogger(__name__)
 TRANSIENT = (CacheError, aiohttp.ClientError, OSError, TimeoutError)
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # an RFC 1123 label
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class WatcherSettings:
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("--metrics-port must be a port number")
         for ns in self.watch.namespaces:
-            if not ns or len(ns) > 63 or not all(c.isalnum() or c == "-" for c in ns):
+            if len(ns) > 63 or not _NAMESPACE.fullmatch(ns):
                 raise ValueError(f"--namespace {ns!r} is not a Kubernetes namespace name")
 
 
@@ -136,7 +138,9 @@ class Watcher:
             await self.apply(self.scheduler.deleted(ref))
         else:
             try:
-                plan = plan_workflow(event.obj)
+                # A big workflow (compressed nodes, long specs) takes a while to plan: keep the
+                # loop free for the health probes and the job poller meanwhile.
+                plan = await asyncio.to_thread(plan_workflow, event.obj)
             except WorkflowError as exc:
                 self.metrics.plan_errors.inc()
                 log.info("workflow %s cannot be planned: %s", ref.key, exc)

@@ -60,6 +60,7 @@ class FakeKubeApi:
         self.watches_served = 0
         self._changed = asyncio.Condition()
         self._transports: set[asyncio.BaseTransport] = set()
+        self._streams: set[web.StreamResponse] = set()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -133,6 +134,13 @@ class FakeKubeApi:
         await asyncio.sleep(0)
         return len(cut)
 
+    async def inject(self, line: bytes) -> int:
+        """Write ``line`` as is into every open watch stream (hostile servers); how many."""
+        streams = list(self._streams)
+        for resp in streams:
+            await resp.write(line)
+        return len(streams)
+
     def events_for(self, name: str, reason: str | None = None) -> list[dict[str, Any]]:
         return [
             e
@@ -188,6 +196,7 @@ class FakeKubeApi:
         transport = request.transport
         if transport is not None:
             self._transports.add(transport)
+        self._streams.add(resp)
         bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1", "True")
         deadline = time.monotonic() + float(request.query.get("timeoutSeconds") or 1800)
         try:
@@ -215,6 +224,7 @@ class FakeKubeApi:
         except (ConnectionResetError, RuntimeError):
             return resp
         finally:
+            self._streams.discard(resp)
             if transport is not None:
                 self._transports.discard(transport)
         return resp

@@ -8,6 +8,7 @@ real master's job list.
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -231,6 +232,29 @@ async def test_dropped_connection_reconnects_and_resumes(
         assert await w.metric("pipecache_watcher_watch_relists_total") == 0
         assert all(f"/namespaces/{NS}/workflows" in r for r in kube.requests if "workflows" in r)
         assert any("allowwatchbookmarks=true" in r.lower() for r in kube.requests)
+
+
+async def test_hostile_watch_lines_are_skipped_and_errors_reconnect(
+    kube: FakeKubeApi, cluster: PcCluster, tmp_path: Path
+) -> None:
+    async with watcher(kube, cluster.master, tmp_path) as w:
+        await until(lambda: kube.watches_served, what="a watch")
+        for line in (b"not json\n", b'{"type": "ADDED", "object": "x"}\n', b"[1, 2]\n", b"{}\n"):
+            assert await kube.inject(line) == 1
+        tag = uuid.uuid4().hex[:8]
+        kube.put(own("v1_running.yaml", unique("after-junk"), {"s3://datasets/": f"s3://junk-{tag}/"}))
+        await until(lambda: jobs_for(cluster.master, f"s3://junk-{tag}/"), what="job after junk lines")
+        assert await w.metric("pipecache_watcher_watch_reconnects_total") == 0
+        error = {
+            "type": "ERROR",
+            "object": {"kind": "Status", "code": 500, "message": "etcdserver: leader changed"},
+        }
+        await kube.inject(json.dumps(error).encode() + b"\n")
+        await until(
+            lambda: w.metric("pipecache_watcher_watch_reconnects_total", error="ApiException"), what="retry"
+        )
+        kube.put(own("v1_running.yaml", unique("after-error"), {"s3://datasets/": f"s3://err-{tag}/"}))
+        await until(lambda: jobs_for(cluster.master, f"s3://err-{tag}/"), what="job after the error")
 
 
 # ---- ends of runs -------------------------------------------------------------------------
