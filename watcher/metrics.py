@@ -24,6 +24,9 @@ class WatcherMetrics:
     """Seconds between a step's inputs all being resident and the step starting."""
     late_steps: Counter
     """Steps that started before their preloaded inputs were all resident."""
+    resident_at_start: Histogram
+    """Share of a step's preloaded blocks resident when it started: the hit ratio its first
+    reads can expect (workers count hits, not which run read them)."""
     runs: Gauge
     """Runs being followed."""
     runs_ended: Counter
@@ -55,6 +58,12 @@ class WatcherMetrics:
             ),
             late_steps=Counter(
                 p + "late_steps", "Steps that started before their inputs were resident.", registry=reg
+            ),
+            resident_at_start=Histogram(
+                p + "step_resident_ratio",
+                "Share of a step's preloaded blocks resident when it started.",
+                buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0),
+                registry=reg,
             ),
             runs=Gauge(p + "runs", "Runs being followed.", registry=reg),
             runs_ended=Counter(p + "runs_ended", "Runs that ended, by outcome.", ["outcome"], registry=reg),

@@ -24,6 +24,8 @@ class JobStatus:
     state: str
     finished: bool
     detail: str = ""
+    blocks_total: int = 0
+    blocks_resident: int = 0
 
 
 class Preloader(Protocol):
@@ -97,7 +99,8 @@ class ClientPreloader:
         info = await job.info()
         if info.finished:
             self._jobs.pop(job_id, None)
-        return JobStatus(info.state, info.finished, describe(info) if info.finished else "")
+        detail = describe(info) if info.finished else ""
+        return JobStatus(info.state, info.finished, detail, info.blocks_total, info.blocks_resident)
 
     async def cancel(self, job_id: str) -> None:
         job = self._jobs.pop(job_id, None) or self.client.job(job_id)

@@ -112,6 +112,8 @@ class StepStarted:
     run: RunRef
     step: str
     lead: float | None
+    jobs: tuple[str, ...] = ()
+    """The load jobs that brought its inputs (to measure how much was resident at the start)."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,10 @@ class Scheduler:
             if step.state == "running" and step.name not in run.started:
                 run.started.add(step.name)
                 if step.name in run.protected:
-                    actions.append(StepStarted(run.ref, step.name, self._lead(run, step.name, now)))
+                    jobs = tuple(
+                        dict.fromkeys(j for u in run.protected[step.name] if (j := run.uri_job.get(u)))
+                    )
+                    actions.append(StepStarted(run.ref, step.name, self._lead(run, step.name, now), jobs))
             if step.state in FINISHED_STEP and step.name not in run.finished:
                 run.finished.add(step.name)
                 run.started.add(step.name)

@@ -97,6 +97,8 @@ class Watcher:
         self.scheduler = Scheduler(settings.lookahead)
         self.hooks = list(hooks)
         self.clock = clock
+        self.resident: dict[str, list[int]] = {}
+        """Per run: preloaded blocks resident at its steps' starts, and their total."""
         self.watches = [
             WorkflowWatch(
                 kube,
@@ -167,12 +169,34 @@ class Watcher:
             elif isinstance(action, Notify):
                 await self._event(action.run, action.reason, action.message, warning=action.warning)
             elif isinstance(action, StepStarted):
-                if action.lead is None:
-                    self.metrics.late_steps.inc()
-                else:
-                    self.metrics.lead_time.observe(max(action.lead, 0.0))
+                await self._step_started(action)
             elif isinstance(action, RunEnded):
                 self.metrics.runs_ended.labels(action.outcome).inc()
+                self._run_end_log(action)
+
+    async def _step_started(self, action: StepStarted) -> None:
+        if action.lead is None:
+            self.metrics.late_steps.inc()
+        else:
+            self.metrics.lead_time.observe(max(action.lead, 0.0))
+        resident = total = 0
+        for job_id in action.jobs:
+            try:
+                status = await self.preloader.status(job_id)
+            except TRANSIENT:
+                return  # unknown: better no figure than a wrong one
+            resident, total = resident + status.blocks_resident, total + status.blocks_total
+        if total:
+            self.metrics.resident_at_start.observe(resident / total)
+            blocks = self.resident.setdefault(action.run.key, [0, 0])
+            blocks[0], blocks[1] = blocks[0] + resident, blocks[1] + total
+
+    def _run_end_log(self, action: RunEnded) -> None:
+        resident, total = self.resident.pop(action.run.key, (0, 0))
+        ratio = (
+            f"{resident / total:.0%} of preloaded blocks resident at step starts" if total else "no preloads"
+        )
+        log.info("run %s ended (%s): %s", action.run.key, action.outcome, ratio)
 
     async def _submit(self, action: Submit) -> None:
         try:

@@ -343,6 +343,9 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         assert [r.hit_ratio for r in run.steps] == [1.0, 1.0, 1.0, 1.0]
         assert await w.metric("pipecache_watcher_late_steps_total") == 0
         assert await w.metric("pipecache_watcher_preload_lead_seconds_count") >= 2
+        # What the watcher can tell on its own: every preloaded block was resident at each start.
+        starts = await w.metric("pipecache_watcher_step_resident_ratio_count")
+        assert starts == 4 and await w.metric("pipecache_watcher_step_resident_ratio_sum") == starts
 
 
 def _gateway_reader(gw) -> Callable[[str], int]:  # type: ignore[no-untyped-def]

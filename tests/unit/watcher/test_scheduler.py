@@ -119,18 +119,18 @@ def test_lead_time_from_job_done_to_step_start(own: Loader) -> None:
         "nodes": {"a": {"name": f"{RUN.name}.root.importer", "phase": "Running"}},
     }
     started = [a for a in s.observe(RUN, plan_workflow(running), now=3.5) if isinstance(a, StepStarted)]
-    assert started == [StepStarted(RUN, "importer", 1.5)]
+    assert started == [StepStarted(RUN, "importer", 1.5, (ids[0],))]
 
 
 def test_step_starting_before_its_data_is_late(own: Loader) -> None:
     s = Scheduler()
-    accept(s, s.observe(RUN, plan_workflow(named(own("v2_compiled.yaml"))), now=0.0))
+    ids = accept(s, s.observe(RUN, plan_workflow(named(own("v2_compiled.yaml"))), now=0.0))
     running = named(own("v2_compiled.yaml"))
     running["status"] = {
         "phase": "Running",
         "nodes": {"a": {"name": f"{RUN.name}.root.importer", "phase": "Running"}},
     }
-    assert StepStarted(RUN, "importer", None) in s.observe(RUN, plan_workflow(running), now=1.0)
+    assert StepStarted(RUN, "importer", None, (ids[0],)) in s.observe(RUN, plan_workflow(running), now=1.0)
 
 
 @pytest.mark.parametrize(("fixture", "outcome"), [("v2_finished.yaml", "failed")])
