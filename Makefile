@@ -26,9 +26,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
 
-# Benchmarks are scripts, not tests: they need root for apt-get (nginx, wrk) and write bench/results/.
+# Benchmarks are scripts, not tests: they need root (apt-get for nginx and wrk; a network
+# namespace and tc for the far-away S3) and write bench/results/.
 bench: $(STAMP)
 	$(BIN)/python bench/hits.py $(ARGS)
+	$(BIN)/python bench/faraway.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(ARGS)

@@ -45,7 +45,8 @@ def _get(url: str) -> bytes | None:
 class Nginx:
     """nginx serving ``root`` as static files on a free port (sendfile on, tcp_nopush off)."""
 
-    def __init__(self, root: Path, workdir: Path, workers: int = 1) -> None:
+    def __init__(self, root: Path, workdir: Path, workers: int = 1, extra: str = "") -> None:
+        """``extra``: more directives for the server block (e.g. a ``location``)."""
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ http {{
     fastcgi_temp_path {workdir}/fcgi;
     uwsgi_temp_path {workdir}/uwsgi;
     scgi_temp_path {workdir}/scgi;
-    server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+    server {{ listen 127.0.0.1:{self.port}; root {root}; {extra} }}
 }}
 """)
         self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(workdir)])
