@@ -164,8 +164,21 @@ async def test_every_input_source(
     assert f"s3://mlpipeline-{tag}/vocab.txt" in paths  # minio:// parameter, loaded as S3
     assert f"s3://datasets-{tag}/extra/a.parquet" in paths  # pipecache.io/inputs annotation
     assert len(paths) == len(set(paths)), "a URI was submitted twice"
-    priorities = [j.priority for j in jobs]
-    assert priorities[:2] == [2, 2]  # the two importers, nearest first
+    # The first observation: the two importers (next), then prepare (two hops), nearest first.
+    first = [(j.paths, j.priority) for j in sorted(jobs, key=lambda j: j.created)[:3]]
+    assert first == [
+        ([f"s3://datasets-{tag}/labels.csv"], 2),
+        ([f"s3://models-{tag}/base-v1/"], 2),
+        (
+            [
+                f"s3://datasets-{tag}/raw-2026-11/",
+                f"s3://mlpipeline-{tag}/vocab.txt",
+                f"s3://datasets-{tag}/extra/a.parquet",
+                f"s3://datasets-{tag}/extra/b.parquet",
+            ],
+            1,
+        ),
+    ]
 
 
 async def _paths_include(master: str, prefixes: tuple[str, ...], wanted: str) -> Any:
