@@ -245,7 +245,7 @@ class Scheduler:
         for step in plan.steps:
             if step.state == "running" and step.name not in run.started:
                 run.started.add(step.name)
-                if step.name in run.protected:
+                if run.protected.get(step.name):
                     jobs = tuple(
                         dict.fromkeys(j for u in run.protected[step.name] if (j := run.uri_job.get(u)))
                     )
@@ -253,7 +253,8 @@ class Scheduler:
             if step.state in FINISHED_STEP and step.name not in run.finished:
                 run.finished.add(step.name)
                 run.started.add(step.name)
-                if step.name in run.protected and step.name not in run.released:
+                # Only holds that exist: a step without inputs never had one.
+                if run.protected.get(step.name) and step.name not in run.released:
                     run.released.add(step.name)
                     actions.append(Release(run.ref, hold_name(run.ref, step.name), evict_first=False))
         return actions
