@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,9 +52,15 @@ class RunRef:
         )
 
 
+MAX_HOLD_NAME = 256
+
+
 def hold_name(run: RunRef, step: str) -> str:
-    """The protect hold of one step of one run."""
-    return f"kfp:{run.key}/{step}"
+    """The protect hold of one step of one run (long names shortened, kept unique by a digest)."""
+    name = f"kfp:{run.key}/{step}"
+    if len(name) <= MAX_HOLD_NAME:
+        return name
+    return name[: MAX_HOLD_NAME - 17] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

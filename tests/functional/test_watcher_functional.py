@@ -21,6 +21,7 @@ import yaml
 from argosim import ArgoSim
 from cluster import PcCluster
 from kubeapi import FakeKubeApi
+from pipecache.client import Client, connect
 from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -331,6 +332,59 @@ async def test_unplannable_workflow_is_counted_not_fatal(
         tag = uuid.uuid4().hex[:8]
         kube.put(own("v1_running.yaml", unique("fine"), {"s3://datasets/": f"s3://fine-{tag}/"}))
         await until(lambda: jobs_for(cluster.master, f"s3://fine-{tag}/"), what="job after junk")
+
+
+HAS_HOLDS = hasattr(Client, "holds") and hasattr(Client, "protect")
+
+
+async def holds_of(master: str, run: str) -> dict[str, Any]:
+    async with connect(master) as pc:
+        return {h.name: h for h in await pc.holds() if h.name.startswith(f"kfp:{NS}/{run}/")}  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not HAS_HOLDS, reason="this pipecache client has no protect holds (Client.protect/holds)")
+async def test_holds_protect_until_each_step_ends(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bucket = unique("held")
+    seed(s3, bucket, {"shakespeare1.txt": b"x" * 3000, "shakespeare2.txt": b"y" * 3000})
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
+    one = [f"s3://{bucket}/shakespeare1.txt"]
+    async with watcher(kube, cluster.master, tmp_path):
+        kube.put(sim.wf)
+        # importer loads shakespeare1 into its hold; train (2 hops) protects the same data.
+        holds = await until(lambda: _with(holds_of(cluster.master, name), 2), what="two holds")
+        assert {n: (h.kind, h.paths) for n, h in holds.items()} == {
+            f"kfp:{NS}/{name}/importer": ("protect", one),
+            f"kfp:{NS}/{name}/train": ("protect", one),
+        }
+        await put_and_tick(kube, sim, 4)  # the importer ran and finished; train runs
+        holds = await until(
+            lambda: _without(holds_of(cluster.master, name), f"kfp:{NS}/{name}/importer"),
+            what="importer released",
+        )
+        assert f"kfp:{NS}/{name}/train" in holds and f"kfp:{NS}/{name}/importer-2" in holds
+        sim.run_to_end()
+        kube.put(sim.wf)
+        await until(lambda: _none(holds_of(cluster.master, name)), what="every hold released at the end")
+
+
+async def _with(holds: Any, n: int) -> Any:
+    found = await holds
+    return found if len(found) >= n else None
+
+
+async def _without(holds: Any, name: str) -> Any:
+    found = await holds
+    return found if name not in found else None
+
+
+async def _none(holds: Any) -> bool:
+    return not await holds
 
 
 # ---- end to end ---------------------------------------------------------------------------

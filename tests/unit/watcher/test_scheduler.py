@@ -203,3 +203,9 @@ def test_only_holds_that_exist_are_released(own: Loader) -> None:
     assert released and set(released) <= made and len(released) == len(set(released))
     assert hold_name(RUN, "report") not in released
     assert made == set(released)
+
+
+def test_hold_names_stay_short_and_distinct() -> None:
+    assert hold_name(RUN, "train") == "kfp:kubeflow-user/prep-train-7xk2p/train"
+    a, b = hold_name(RUN, "x" * 300 + "a"), hold_name(RUN, "x" * 300 + "b")
+    assert len(a) == len(b) == 256 and a != b
