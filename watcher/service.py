@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from ..client import CacheError, NoSuchJob
-from ..client.web import guard
 from .kube import KubeApi, WatchEvent, WatchSettings, WorkflowWatch
 from .metrics import WatcherMetrics
 from .preloader import Preloader
@@ -115,23 +114,34 @@ class Watcher:
         return all(w.synced.is_set() for w in self.watches)
 
     async def run(self) -> None:
-        """Watch and preload until cancelled."""
+        """Watch and preload until cancelled.
+
+        The watches, the job poller and the event loop run forever; if one of them ends, that is
+        a bug: the others are stopped and its exception raised, so that the pod restarts rather
+        than lingering half-alive behind a passing liveness probe.
+        """
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue(maxsize=1024)
-        tasks = [asyncio.create_task(guard(self._feed(w, queue), "workflow watch")) for w in self.watches]
-        tasks.append(asyncio.create_task(guard(self._poll_jobs(), "job poller")))
+        tasks = [asyncio.create_task(self._feed(w, queue)) for w in self.watches]
+        tasks += [asyncio.create_task(self._poll_jobs()), asyncio.create_task(self._consume(queue))]
         try:
-            while True:
-                await self.handle(await queue.get())
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise RuntimeError("a watcher task ended")
         finally:
             for t in tasks:
                 t.cancel()
             for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
 
     async def _feed(self, watch: WorkflowWatch, queue: asyncio.Queue[WatchEvent]) -> None:
         async for event in watch.events():
             await queue.put(event)
+
+    async def _consume(self, queue: asyncio.Queue[WatchEvent]) -> None:
+        while True:
+            await self.handle(await queue.get())
 
     async def handle(self, event: WatchEvent) -> None:
         """Apply one watch event."""
@@ -146,6 +156,10 @@ class Watcher:
             except WorkflowError as exc:
                 self.metrics.plan_errors.inc()
                 log.info("workflow %s cannot be planned: %s", ref.key, exc)
+                return
+            except Exception:  # a planner bug must not crash-loop the watcher on one object
+                self.metrics.plan_errors.inc()
+                log.exception("workflow %s: planning failed", ref.key)
                 return
             await self.apply(self.scheduler.observe(ref, plan, self.clock()))
         self.metrics.runs.set(len(self.scheduler.runs))
