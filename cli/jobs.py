@@ -10,31 +10,17 @@ from typing import TextIO
 import click
 
 from ..client import JobInfo, connect
+from ..client.stats import human_bytes, human_eta
 
 BAR = 24
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n}"
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 def job_line(info: JobInfo) -> str:
     """Percent of blocks resident, objects and bytes done/total, throughput, ETA."""
     return (
         f"{info.fraction * 100:5.1f}%  objects {info.objects_done}/{info.objects_total}  "
-        f"{_size(info.bytes_done)}/{_size(info.bytes_total)}  "
-        f"{_size(info.throughput_bps)}/s  eta {_eta(info.eta_seconds)}"
+        f"{human_bytes(info.bytes_done)}/{human_bytes(info.bytes_total)}  "
+        f"{human_bytes(info.throughput_bps)}/s  eta {human_eta(info.eta_seconds)}"
     )
 
 

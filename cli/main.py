@@ -333,32 +333,20 @@ def stat(master_url: str, as_json: bool, uri: str) -> None:
 @master_opt
 @json_opt
 def report(master_url: str, as_json: bool) -> None:
-    """Capacity and use of each worker and tier."""
+    """Capacity and use per worker and tier, hit ratio, under-store bytes."""
     from ..client import connect
+    from .report import report_json, report_lines
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> list[Any]:
         async with connect(master_url) as pc:
-            return [w.to_wire() for w in await pc.workers()]
+            return await pc.workers()
 
     workers = _admin(go)
     if as_json:
-        click.echo(json.dumps({"workers": workers}, indent=2))
+        click.echo(json.dumps(report_json(workers), indent=2))
         return
-    if not workers:
-        click.echo("no live workers")
-    for w in workers:
-        tiers = "  ".join(
-            f"{t}: {_human(w['usage'].get(t, 0))}/{_human(c)}" for t, c in sorted(w["capacity"].items())
-        )
-        click.echo(f"{w['worker_id']}  {w['address']}  blocks {w['blocks']}  {tiers}")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)
+    for line in report_lines(workers):
+        click.echo(line)
 
 
 @main.command("ls")

@@ -24,7 +24,12 @@ few :class:`~pipecache.client.Client` calls, and the client does the real work
 * No fsspec ``dircache``: the client already caches object metadata (with a
   short TTL), and a second listing cache would only add staleness.
 * Paths are ``bucket/key``; directories are key prefixes ending in ``/``, as
-  in S3. Reads only: writes go through the S3 gateway for now.
+  in S3: ``mkdir`` of a bucket creates it, of anything deeper does nothing.
+* Writes go through the client to the under-store (``client.uploads``): a
+  file opened for writing is one PUT when it stays under its buffer
+  (``block_size``, at least 5 MiB), else a multipart upload of one part per
+  buffer. The object appears whole when the file closes, or not at all: an
+  exception inside ``with fs.open(path, "wb")`` stores nothing.
 """
 
 from __future__ import annotations
@@ -43,16 +48,15 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import stringify_path
 
-from ..tiering.errors import NoSuchBucket, NoSuchKey
+from ..tiering.errors import BucketAlreadyOwnedByYou, BucketNotEmpty, NoSuchBucket, NoSuchKey
 from .client import Client, Range, connect
 from .protocol import BucketInfo, ListEntry, ObjectInfo
+from .uploads import MIN_PART, Upload
 
 DEFAULT_MASTER = "http://127.0.0.1:9000"
 PROTOCOL = "pipecache"
-_WRITES = (
-    "pipecache's fsspec filesystem is read-only for now: write through the S3 gateway "
-    "(s3fs or boto3 with its endpoint URL) instead"
-)
+WRITE_BLOCK_SIZE = 8 * 1024 * 1024
+"""Default buffer (and multipart part) size of files open for writing."""
 
 Info = dict[str, Any]
 
@@ -65,11 +69,15 @@ _inherited: list[Client] = []
 
 @contextlib.contextmanager
 def _not_found(path: str) -> Iterator[None]:
-    """Turn the client's "missing" errors into the FileNotFoundError fsspec callers expect."""
+    """Turn the client's typed errors into the OSErrors fsspec callers expect."""
     try:
         yield
     except (NoSuchKey, NoSuchBucket) as exc:
         raise FileNotFoundError(errno.ENOENT, exc.message, path) from exc
+    except BucketAlreadyOwnedByYou as exc:
+        raise FileExistsError(errno.EEXIST, exc.message, path) from exc
+    except BucketNotEmpty as exc:
+        raise OSError(errno.ENOTEMPTY, exc.message, path) from exc
 
 
 async def _close_at_shutdown(client: Client) -> AsyncGenerator[None, None]:
@@ -123,7 +131,9 @@ def _clamp(size: int, start: int | None, end: int | None) -> tuple[int, int]:
 
 
 class PipecacheFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
-    """Read-only fsspec filesystem for ``pipecache://bucket/key`` URLs.
+    """fsspec filesystem for ``pipecache://bucket/key`` URLs.
+
+    Reads come through the cache; writes go through to the under-store.
 
     :param master: the master's URL (default ``$PIPECACHE_MASTER``, else
         ``http://127.0.0.1:9000``).
@@ -450,12 +460,20 @@ class PipecacheFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
         cache_options: dict[str, Any] | None = None,
         autocommit: bool = True,
         **kwargs: Any,
-    ) -> PipecacheFile:
-        """A buffered, seekable read-only file (text modes are wrapped by fsspec's ``open``)."""
-        if mode != "rb":
-            raise NotImplementedError(f"mode {mode!r}: {_WRITES}")
+    ) -> PipecacheFile | PipecacheWriteFile:
+        """A buffered file: seekable for reading ("rb"), or written on close ("wb").
+
+        Text modes are wrapped by fsspec's ``open``.
+        """
         if self.asynchronous:
             raise NotImplementedError("an asynchronous filesystem opens files with `await fs.open_async()`")
+        if mode == "wb":
+            if not autocommit:
+                raise NotImplementedError("pipecache has no fsspec transactions: write with autocommit")
+            upload: Upload = sync(self.loop, self._upload, path, kwargs.get("ContentType"))
+            return PipecacheWriteFile(self, path, upload, block_size or WRITE_BLOCK_SIZE)
+        if mode != "rb":
+            raise NotImplementedError(f"mode {mode!r}: pipecache files are read (rb) or written whole (wb)")
         info: ObjectInfo = sync(self.loop, self._stat, path)
         return PipecacheFile(
             self,
@@ -465,24 +483,107 @@ class PipecacheFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
             cache_options=cache_options,
         )
 
-    async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> PipecacheStreamedFile:
-        """An unbuffered read-only file for async code: ``await f.read(n)``, ``f.seek``."""
-        if mode != "rb" or kwargs.get("compression"):
-            raise NotImplementedError(f"mode {mode!r}: {_WRITES}" if mode != "rb" else "no compression")
+    async def open_async(
+        self, path: str, mode: str = "rb", **kwargs: Any
+    ) -> PipecacheStreamedFile | PipecacheAsyncWriteFile:
+        """An unbuffered file for async code: ``await f.read(n)``, ``f.seek``; or one to
+        ``await f.write(data)`` (mode "wb"), stored on ``await f.close()``."""
+        if kwargs.get("compression"):
+            raise NotImplementedError("open_async does not compress")
+        if mode == "wb":
+            upload = await self._upload(path, kwargs.get("ContentType"))
+            return PipecacheAsyncWriteFile(self, path, upload, kwargs.get("block_size") or WRITE_BLOCK_SIZE)
+        if mode != "rb":
+            raise NotImplementedError(f"mode {mode!r}: pipecache files are read (rb) or written whole (wb)")
         return PipecacheStreamedFile(self, await self._stat(path))
 
-    # Writes are not supported (yet): say so instead of fsspec's bare NotImplementedError.
-    async def _pipe_file(self, path: str, value: bytes, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(_WRITES)
+    # ---- writes ------------------------------------------------------------
 
-    async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(_WRITES)
+    async def _upload(self, path: str, content_type: str | None = None) -> Upload:
+        bucket, key = self.split_path(path)
+        if not key:
+            raise IsADirectoryError(errno.EISDIR, "a bucket is not a file", path)
+        return Upload(await self.set_session(), bucket, key, content_type=content_type)
+
+    async def _pipe_file(self, path: str, value: bytes, *args: Any, **kwargs: Any) -> None:
+        upload = await self._upload(path, kwargs.get("ContentType"))
+        with _not_found(path):
+            await upload.send(bytes(value), final=True)
+
+    async def _put_file(
+        self, lpath: str, rpath: str, callback: Any = DEFAULT_CALLBACK, **kwargs: Any
+    ) -> None:
+        """Upload a local file, streamed in parts (never whole in memory)."""
+        upload = await self._upload(rpath, kwargs.get("ContentType"))
+        try:
+            f = open(lpath, "rb")  # noqa: ASYNC230  # opening is quick; the reads go to a thread
+        except IsADirectoryError:
+            return  # no directories in S3: the files under it make it
+        part = max(kwargs.get("block_size") or WRITE_BLOCK_SIZE, MIN_PART)
+        with _not_found(rpath), f:
+            callback.set_size(os.fstat(f.fileno()).st_size)
+            chunk = await asyncio.to_thread(f.read, part)
+            while True:
+                # One part read ahead: a full last part is sent as final, not followed by an empty one.
+                following = await asyncio.to_thread(f.read, part) if len(chunk) == part else b""
+                await upload.send(chunk, final=not following)
+                callback.relative_update(len(chunk))
+                if not following:
+                    return
+                chunk = following
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        raise NotImplementedError(_WRITES)
+        """Delete an object (a missing one is fine, as in S3); a bucket path deletes the bucket
+        if it is empty."""
+        bucket, key = self.split_path(path)
+        pc = await self.set_session()
+        with _not_found(path):
+            if key:
+                await pc.delete(bucket, key)
+            else:
+                await pc.delete_bucket(bucket)
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        raise NotImplementedError(_WRITES)
+        """Copy inside the under-store (the bytes do not pass through here)."""
+        (b1, k1), (b2, k2) = self.split_path(path1), self.split_path(path2)
+        if not k1 or not k2:
+            raise IsADirectoryError(errno.EISDIR, "copy needs two objects, not buckets", f"{path1} {path2}")
+        pc = await self.set_session()
+        with _not_found(path1):
+            await pc.copy(b1, k1, b2, k2)
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        """Create a bucket (FileExistsError if it exists); deeper paths need no creating."""
+        bucket, key = self.split_path(path)
+        if not bucket:
+            raise PermissionError(errno.EPERM, "give a bucket to create", path)
+        if key:
+            if create_parents:
+                await self._makedirs(bucket, exist_ok=True)
+            return
+        pc = await self.set_session()
+        # Asked first: S3 in us-east-1 (and moto) answers 200 to creating a bucket one owns.
+        with contextlib.suppress(NoSuchBucket):
+            await pc.head_bucket(bucket)
+            raise FileExistsError(errno.EEXIST, "the bucket exists", path)
+        with _not_found(path):
+            await pc.create_bucket(bucket)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        bucket, _ = self.split_path(path)
+        try:
+            await self._mkdir(bucket)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+
+    async def _rmdir(self, path: str) -> None:
+        """Delete an empty bucket; deeper "directories" vanish with their last object."""
+        bucket, key = self.split_path(path)
+        if bucket and not key:
+            await self._rm_file(bucket)
+
+    rmdir = sync_wrapper(_rmdir)  # fsspec mirrors only the methods it lists; _rmdir is not one
 
 
 class PipecacheFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped
@@ -516,3 +617,53 @@ class PipecacheStreamedFile(AbstractAsyncStreamedFile):  # type: ignore[misc]  #
     async def _fetch_range(self, start: int, end: int) -> bytes:
         data: bytes = await self.fs._read(self.object_info, start, min(end, self.size))
         return data
+
+
+class PipecacheWriteFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped
+    """A file open for writing: buffered, stored when closed (see ``client.uploads``).
+
+    Leaving a ``with`` block on an exception stores nothing.
+    """
+
+    def __init__(self, fs: PipecacheFileSystem, path: str, upload: Upload, block_size: int) -> None:
+        self.upload = upload
+        super().__init__(fs, path, "wb", block_size=max(block_size, MIN_PART), cache_type="none")
+
+    def _initiate_upload(self) -> None:
+        """Nothing yet: a file that fits one buffer is a single PUT at close."""
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        sync(self.fs.loop, self.upload.send, self.buffer.getvalue(), final=final)
+        return True
+
+    def discard(self) -> None:
+        sync(self.fs.loop, self.upload.abort)
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        self.discard()
+        self.closed = True
+
+
+class PipecacheAsyncWriteFile(AbstractAsyncStreamedFile):  # type: ignore[misc]  # fsspec is untyped
+    """The async counterpart of :class:`PipecacheWriteFile`, from ``open_async(path, "wb")``."""
+
+    def __init__(self, fs: PipecacheFileSystem, path: str, upload: Upload, block_size: int) -> None:
+        self.upload = upload
+        super().__init__(fs, path, "wb", block_size=max(block_size, MIN_PART), cache_type="none")
+
+    async def _initiate_upload(self) -> None:
+        """Nothing yet: a file that fits one buffer is a single PUT at close."""
+
+    async def _upload_chunk(self, final: bool = False) -> bool:
+        await self.upload.send(self.buffer.getvalue(), final=final)
+        return True
+
+    async def __aexit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            await self.close()
+            return
+        await self.upload.abort()
+        self.closed = True

@@ -162,6 +162,18 @@ def _check_ids(ids: list[str], where: str) -> None:
             raise BadRequest(f"{where}: malformed block id {b[:40]!r}")
 
 
+MAX_STATS = 64
+"""Most counters one worker may report (the master keeps them all per worker)."""
+
+
+def _check_stats(stats: dict[str, int], where: str) -> None:
+    if len(stats) > MAX_STATS:
+        raise BadRequest(f"{where}: over {MAX_STATS} counters")
+    for k, v in stats.items():
+        if not 0 < len(k) <= 64 or v < 0:
+            raise BadRequest(f"{where}: counter {k[:40]!r} must be named (1..64 characters) and >= 0")
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorBody(Message):
     code: str
@@ -279,6 +291,11 @@ class WorkerInfo(Message):
     """Bytes used per tier name."""
     blocks: int = 0
     last_seen: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)
+    """The worker's cumulative cache counters (names in ``client.stats``; empty: none reported)."""
+
+    def validate(self) -> None:
+        _check_stats(self.stats, "WorkerInfo.stats")
 
     @property
     def weight(self) -> float:
@@ -322,16 +339,21 @@ class HeartbeatRequest(Message):
     usage: dict[str, int] = field(default_factory=dict)
     load_failed: list[LoadFailure] = field(default_factory=list)
     """Load tasks that failed since the last acknowledged beat (the master retries or gives up)."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """Cumulative cache counters since the worker started (see ``client.stats``); empty from
+    workers that predate them."""
 
     def validate(self) -> None:
         _check_ids(self.added, "HeartbeatRequest.added")
         _check_ids(self.removed, "HeartbeatRequest.removed")
         _check_ids([f.block_id for f in self.load_failed], "HeartbeatRequest.load_failed")
+        _check_stats(self.stats, "HeartbeatRequest.stats")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        if not out["load_failed"]:  # an older master need not see the appended field
-            del out["load_failed"]
+        for name in ("load_failed", "stats"):  # an older master need not see the appended fields
+            if not out[name]:
+                del out[name]
         return out
 
 

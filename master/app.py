@@ -61,6 +61,7 @@ from ..client.protocol import (
     RegisterReply,
     RegisterRequest,
     StatRequest,
+    WorkerInfo,
     WorkersReply,
     pack,
     split_path,
@@ -77,10 +78,12 @@ from ..client.web import (
     token_middleware,
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
+from .gauges import ClusterCollector
 from .jobs import Job, JobManager
 from .metadata import ObjectCache
 from .settings import MasterSettings
 from .state import ClusterState
+from .status import render_status
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -146,6 +149,7 @@ class MasterMetrics:
         workers.set_function(state.worker_count)
         blocks = Gauge("pipecache_master_blocks", "Distinct blocks held by workers.", registry=reg)
         blocks.set_function(state.block_count)
+        reg.register(ClusterCollector(state))
         return cls(
             registry=reg,
             workers=workers,
@@ -409,12 +413,21 @@ async def cancel_job(request: web.Request) -> web.Response:
     return _reply(m.job_info(job))
 
 
-async def workers(request: web.Request) -> web.Response:
-    m = request.app[MASTER]
+def _workers(m: Master) -> list[WorkerInfo]:
     # The state keeps the monotonic clock; tell peers seconds since the epoch.
     offset = time.time() - time.monotonic()
-    infos = [dataclasses.replace(w, last_seen=w.last_seen + offset) for w in m.state.workers()]
-    return _reply(WorkersReply(infos))
+    return [dataclasses.replace(w, last_seen=w.last_seen + offset) for w in m.state.workers()]
+
+
+async def workers(request: web.Request) -> web.Response:
+    return _reply(WorkersReply(_workers(request.app[MASTER])))
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """GET /: the HTML status page for people (see master/status.py)."""
+    m = request.app[MASTER]
+    page = render_status(_workers(m), [m.job_info(j) for j in m.jobs.jobs()], now=time.time())
+    return web.Response(text=page, content_type="text/html")
 
 
 async def locate(request: web.Request) -> web.Response:
@@ -557,6 +570,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_get(JOBS, list_jobs)
     app.router.add_post(JOB_GET, get_job)
     app.router.add_post(JOB_CANCEL, cancel_job)
+    app.router.add_get("/", status_page)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))
     return app

@@ -70,6 +70,8 @@ class _Worker:
     last_seen: float
     blocks: int = 0
     """Number of blocks the map records on this worker."""
+    stats: dict[str, int] = field(default_factory=dict)
+    """The worker's cumulative cache counters, as of its last beat that carried them."""
     commands: list[Command] = field(default_factory=list)
     """Commands waiting for this worker's next heartbeat reply."""
 
@@ -129,6 +131,8 @@ class ClusterState:
         self._add_all(w, [_key(b) for b in req.added])
         if req.usage:
             w.usage = dict(req.usage)
+        if req.stats:
+            w.stats = dict(req.stats)
         w.last_seen = now
         commands, w.commands = w.commands, []
         return HeartbeatReply(commands)
@@ -150,7 +154,8 @@ class ClusterState:
         """The registered (not yet expired) workers, sorted by id."""
         return [
             WorkerInfo(
-                w.worker_id, w.address, dict(w.capacity), dict(w.usage), w.blocks, w.last_seen
+                w.worker_id, w.address, dict(w.capacity), dict(w.usage), w.blocks, w.last_seen,
+                dict(w.stats),
             )
             for w in sorted(self._workers.values(), key=lambda w: w.worker_id)
         ]

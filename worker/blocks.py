@@ -206,14 +206,14 @@ class BlockService:
         start, length = block_extent(ref.index, ref.size, ref.block_size)
         ufs = await self.ufs.get(self._ready_timeout)
         async with self._ufs_limit:
-            self.metrics.ufs_requests.inc()
+            self.metrics.ufs_request()
             data: bytes = await ufs.get_range(ref.bucket, ref.key, start, length, ref.etag)
         if len(data) != length:
             raise UnderStoreError(
                 f"under-store returned {len(data)} bytes for block {ref.index} of "
                 f"{ref.bucket}/{ref.key}, expected {length}"
             )
-        self.metrics.ufs_read_bytes.inc(length)
+        self.metrics.ufs_read(length)
         await self._keep(block_id, data)
         return data
 

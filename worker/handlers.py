@@ -182,7 +182,7 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     view = svc.store.get_memory(bid)
     if view is not None:
         _check_length(bid, view.nbytes, total)
-        svc.metrics.hit_bytes.labels("memory").inc(total if rng is None else rng.length)
+        svc.metrics.served("memory", total if rng is None else rng.length)
         return MemoryBlockResponse(view, "memory", total, rng)
     if svc.store.tier_of(bid) == "ssd":
         resp = await _from_ssd(request, svc, bid, total, rng)
@@ -192,7 +192,7 @@ async def get_block(request: web.Request) -> web.StreamResponse:
         return MemoryBlockResponse(memoryview(b""), "ufs", 0, rng)
     data = await svc.fetch(bid, ref)
     _check_length(bid, len(data), total)
-    svc.metrics.miss_bytes.inc(total if rng is None else rng.length)
+    svc.metrics.served("ufs", total if rng is None else rng.length)
     return MemoryBlockResponse(memoryview(data), "ufs", total, rng)
 
 
@@ -208,7 +208,7 @@ async def _from_ssd(
     except BadRequest:
         handle.close()
         raise
-    svc.metrics.hit_bytes.labels("ssd").inc(total if rng is None else rng.length)
+    svc.metrics.served("ssd", total if rng is None else rng.length)
     return SsdBlockResponse(
         handle,
         total,

@@ -281,6 +281,7 @@ class Heartbeat:
             request = HeartbeatRequest(
                 self.worker_id, pending_added, pending_removed, usage,
                 [LoadFailure(b, why) for b, why in failed.items()],
+                self._svc.metrics.snapshot(),
             )
             try:
                 reply = await post(

@@ -8,13 +8,15 @@ stale and cost nothing between scrapes.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..client import stats as st
 from ..client.protocol import TIERS
 from ..tiering.store import TieredStore
 
@@ -36,6 +38,31 @@ class WorkerMetrics:
     """Block requests, by tier (memory, ssd, ufs or none) and HTTP status."""
     promotions_failed: Counter
     """Background promotions (SSD to memory) that raised."""
+    totals: Tally[str] = field(default_factory=Tally)
+    """The same events as plain cumulative counts (``client.stats`` names), for heartbeats."""
+
+    def served(self, tier: str, nbytes: int) -> None:
+        """Count one block read answered from ``tier``: memory, ssd, or ufs after a miss."""
+        if tier == "ufs":
+            self.miss_bytes.inc(nbytes)
+            self.totals[st.MISSES] += 1
+            self.totals[st.MISS_BYTES] += nbytes
+        else:
+            self.hit_bytes.labels(tier).inc(nbytes)
+            self.totals[st.HITS[tier]] += 1
+            self.totals[st.HIT_BYTES[tier]] += nbytes
+
+    def ufs_request(self) -> None:
+        self.ufs_requests.inc()
+        self.totals[st.UFS_READS] += 1
+
+    def ufs_read(self, nbytes: int) -> None:
+        self.ufs_read_bytes.inc(nbytes)
+        self.totals[st.UFS_BYTES] += nbytes
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter of ``client.stats.STAT_KEYS``, zeros included."""
+        return {k: self.totals[k] for k in st.STAT_KEYS}
 
     @classmethod
     def create(cls) -> WorkerMetrics:

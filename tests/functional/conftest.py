@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
+from pipecache.client.fsspec import PipecacheFileSystem  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,14 @@ def gw(cluster: PcCluster):  # type: ignore[no-untyped-def]
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
+
+
+@pytest.fixture
+def fs(cluster: PcCluster) -> Iterator[PipecacheFileSystem]:
+    """The fsspec filesystem through its entry point (fsspec caches it: the same instance each time)."""
+    import fsspec
+
+    pfs = fsspec.filesystem("pipecache", master=cluster.master)
+    assert isinstance(pfs, PipecacheFileSystem)
+    yield pfs
+    pfs.close()  # a later use starts a new client

@@ -14,7 +14,6 @@ import multiprocessing
 import pickle
 import random
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -64,15 +63,6 @@ def data(moto_server: str) -> Data:
     for key, body in SMALL.items():
         d.put(key, body)
     return d
-
-
-@pytest.fixture
-def fs(cluster: PcCluster) -> Iterator[PipecacheFileSystem]:
-    """The filesystem through the entry point (fsspec caches it: the same instance each time)."""
-    pfs = fsspec.filesystem("pipecache", master=cluster.master)
-    assert isinstance(pfs, PipecacheFileSystem)
-    yield pfs
-    pfs.close()  # a later use starts a new client
 
 
 def test_entry_point_and_paths(cluster: PcCluster) -> None:
@@ -245,21 +235,6 @@ def test_missing_is_file_not_found(fs: PipecacheFileSystem, data: Data, tmp_path
         with pytest.raises(FileNotFoundError):
             fs.get(path, str(tmp_path / "out"))
         assert not (tmp_path / "out").exists()
-
-
-def test_writes_are_refused(fs: PipecacheFileSystem, cluster: PcCluster, data: Data) -> None:
-    for mode in ("wb", "ab", "xb", "w"):
-        with pytest.raises(NotImplementedError, match="S3 gateway"):
-            fs.open(data.path("new.bin"), mode)
-    with pytest.raises(NotImplementedError, match="S3 gateway"):
-        fs.pipe(data.path("new.bin"), b"x")
-    with pytest.raises(NotImplementedError, match="S3 gateway"):
-        fs.rm(data.path("top.txt"))
-    with (
-        pytest.raises(NotImplementedError, match="S3 gateway"),
-        fsspec.open(data.url("new.bin"), "wb", master=cluster.master) as f,
-    ):
-        f.write(b"x")
 
 
 def test_get_to_local_files(fs: PipecacheFileSystem, data: Data, tmp_path: Path) -> None:
