@@ -22,7 +22,7 @@ from argosim import ArgoSim
 from cluster import PcCluster
 from kubeapi import FakeKubeApi
 from pipecache.client import Client, connect
-from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher
+from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher, watcher_process
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_KFP = REPO.parent / "shared" / "fixtures" / "kfp"
@@ -400,8 +400,8 @@ async def test_simulated_steps_first_reads_are_cache_hits(
     bucket = unique("e2e")
     seed(s3, bucket, {"shakespeare1.txt": b"to be or not " * 40000, "shakespeare2.txt": b"a rose " * 90000})
     sim = ArgoSim(real_importer(bucket, unique("pipeline-with-importer")))
-    async with watcher(kube, cluster.master, tmp_path) as w:
-        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.3)
+    async with watcher_process(kube, cluster.master, tmp_path) as w:
+        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6)
         await until(
             lambda: w.metric("pipecache_watcher_runs_ended_total", outcome="succeeded"), what="run end"
         )
@@ -413,6 +413,21 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         # What the watcher can tell on its own: every preloaded block was resident at each start.
         starts = await w.metric("pipecache_watcher_step_resident_ratio_count")
         assert starts == 4 and await w.metric("pipecache_watcher_step_resident_ratio_sum") == starts
+    # The --timeline file: the two preloads, the four step starts, the end of the run.
+    kinds = [
+        (r["action"], r.get("step"))
+        for r in w.timeline
+        if r["action"] in ("Submit", "StepStarted", "RunEnded")
+    ]
+    assert kinds == [
+        ("Submit", "importer"),
+        ("StepStarted", "importer"),
+        ("Submit", "importer-2"),
+        ("StepStarted", "train"),
+        ("StepStarted", "importer-2"),
+        ("StepStarted", "train-2"),
+        ("RunEnded", None),
+    ]
 
 
 def _gateway_reader(gw) -> Callable[[str], int]:  # type: ignore[no-untyped-def]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ REAL_IMPORTER = "argo_v2_compiled/pipeline_with_importer.yaml"
 class RunningWatcher:
     url: str
     actions: list[tuple[float, Action]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     async def metric(self, name: str, **labels: str) -> float:
         async with aiohttp.ClientSession() as s, s.get(self.url + "/metrics") as r:
@@ -69,6 +73,35 @@ async def watcher(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def watcher_process(kube: FakeKubeApi, master: str, tmp: Path) -> AsyncIterator[RunningWatcher]:
+    """``pipecache watcher run`` as its own process (what the Helm chart runs), with a timeline;
+    the actions are read back from the timeline file when it stops."""
+    port = free_port()
+    timeline = tmp / "timeline.jsonl"
+    args = ["watcher", "run", f"--master={master}", f"--kubeconfig={kube.kubeconfig(tmp / 'kubeconfig')}"]
+    args += [f"--metrics-port={port}", f"--timeline={timeline}"]
+    log = (tmp / "watcher.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pipecache.cli", "-v", *args, stderr=log
+    )
+    handle = RunningWatcher(f"http://127.0.0.1:{port}")
+    try:
+        await until(
+            lambda: proc.returncode is None and _ready(handle.url), timeout=20, what="watcher process"
+        )
+        yield handle
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 15)
+        log.close()
+        handle.timeline = (
+            [json.loads(line) for line in timeline.read_text().splitlines()] if timeline.exists() else []
+        )
+        assert code == 0, (tmp / "watcher.log").read_text()
 
 
 async def _ready(url: str) -> bool:
@@ -168,4 +201,13 @@ async def _read_step(
     return StepRow(step, t, inputs, (hit1 - hit0) / total if total else 0.0)
 
 
-__all__ = ["REAL_IMPORTER", "RunningWatcher", "jobs_for", "metric_sum", "run_pipeline", "until", "watcher"]
+__all__ = [
+    "REAL_IMPORTER",
+    "RunningWatcher",
+    "jobs_for",
+    "metric_sum",
+    "run_pipeline",
+    "until",
+    "watcher",
+    "watcher_process",
+]
