@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: install up test lint unit bench clean
+.PHONY: install up test lint unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/hits.py $(ARGS)
 	$(BIN)/python bench/faraway.py
+
+# Ten minutes of verified reads and writes with a worker killed midway (the suite runs 20 s of it).
+soak: $(STAMP)
+	$(BIN)/python tests/soak.py $(ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(ARGS)

@@ -439,6 +439,78 @@ def cancel(master_url: str, as_json: bool, job_id: str) -> None:
     click.echo(f"{info.id}  {info.state}")
 
 
+# ---- pins, free, TTL --------------------------------------------------------------
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.option("--ttl", type=click.FloatRange(min=0, min_open=True), default=None, help="Unpin after SECONDS.")
+@click.option("--name", default=None, help="Name of the pin (default: the paths).")
+@click.argument("paths", nargs=-1, required=True)
+def pin(master_url: str, as_json: bool, ttl: float | None, name: str | None, paths: tuple[str, ...]) -> None:
+    """Keep every block under s3://BUCKET/PREFIX (one or more) in the cache.
+
+    Blocks not cached yet are kept from the moment they arrive (combine with
+    `pipecache load` to bring them in).
+    """
+    from .holds import echo_hold, run
+
+    for path in paths:
+        _split_uri(path)
+    echo_hold(_admin(run(master_url, lambda pc: pc.pin(list(paths), name, ttl))), as_json)
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.argument("name")
+def unpin(master_url: str, as_json: bool, name: str) -> None:
+    """End a pin (or protection) by NAME: its blocks become ordinary again."""
+    from .holds import echo_hold, run
+
+    echo_hold(_admin(run(master_url, lambda pc: pc.unpin(name))), as_json)
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.option("--force", is_flag=True, help="Drop pinned and protected blocks too.")
+@click.argument("paths", nargs=-1, required=True)
+def free(master_url: str, as_json: bool, force: bool, paths: tuple[str, ...]) -> None:
+    """Drop every cached block under s3://BUCKET/PREFIX (one or more)."""
+    from .holds import free_line, run
+
+    for path in paths:
+        _split_uri(path)
+    reply = _admin(run(master_url, lambda pc: pc.free(list(paths), force)))
+    click.echo(json.dumps(reply.to_wire(), indent=2) if as_json else free_line(reply))
+
+
+@main.command()
+@master_opt
+@json_opt
+@click.argument("paths", nargs=-1, required=True)
+@click.argument("seconds", type=click.FloatRange(min=0, min_open=True))
+def ttl(master_url: str, as_json: bool, paths: tuple[str, ...], seconds: float) -> None:
+    """Drop the cached blocks under s3://BUCKET/PREFIX (one or more) SECONDS from now."""
+    from .holds import echo_hold, run
+
+    for path in paths:
+        _split_uri(path)
+    echo_hold(_admin(run(master_url, lambda pc: pc.set_ttl(list(paths), seconds))), as_json)
+
+
+@main.command()
+@master_opt
+@json_opt
+def pins(master_url: str, as_json: bool) -> None:
+    """Pins, protections and TTL entries: blocks resident/total and expiry."""
+    from .holds import echo_holds, run
+
+    echo_holds(_admin(run(master_url, lambda pc: pc.holds())), as_json)
+
+
 def _register_groups() -> None:
     from .watcher import watcher
 

@@ -12,6 +12,7 @@ from ..tiering.errors import (
     InvalidRange,
     NoCapacity,
     NoSuchBucket,
+    NoSuchHold,
     NoSuchJob,
     NoSuchKey,
     NoWorkers,
@@ -22,7 +23,17 @@ from ..tiering.errors import (
 )
 from .client import Client, ClientOptions, ObjectReader, Range, connect
 from .jobs import Job
-from .protocol import BucketInfo, JobFailure, JobInfo, ListEntry, ListPage, ObjectInfo, WorkerInfo
+from .protocol import (
+    BucketInfo,
+    FreeReply,
+    HoldInfo,
+    JobFailure,
+    JobInfo,
+    ListEntry,
+    ListPage,
+    ObjectInfo,
+    WorkerInfo,
+)
 
 __all__ = [
     "BadRequest",
@@ -31,6 +42,8 @@ __all__ = [
     "ChecksumMismatch",
     "Client",
     "ClientOptions",
+    "FreeReply",
+    "HoldInfo",
     "InterfaceError",
     "InvalidRange",
     "Job",
@@ -40,6 +53,7 @@ __all__ = [
     "ListPage",
     "NoCapacity",
     "NoSuchBucket",
+    "NoSuchHold",
     "NoSuchJob",
     "NoSuchKey",
     "NoWorkers",

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -30,6 +30,7 @@ from ..tiering.errors import (
 )
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
+from .holds import HoldsApi
 from .jobs import Job
 from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
 from .ufs import UnderStore, open_understore
@@ -102,7 +103,7 @@ class _MetaCache:
             del self._items[k]
 
 
-class Client:
+class Client(HoldsApi):
     """A connection to a pipecache cluster. Create it with :func:`connect`."""
 
     def __init__(self, master: str, options: ClientOptions | None = None) -> None:
@@ -260,20 +261,31 @@ class Client:
 
     # ---- load jobs ----------------------------------------------------------
 
-    async def load(self, *paths: str, priority: int = 0, timeout: float | None = None) -> Job:
+    async def load(
+        self,
+        *paths: str | Sequence[str],
+        priority: int = 0,
+        hold: str = "",
+        timeout: float | None = None,
+    ) -> Job:
         """Start loading every object under ``paths`` (``s3://bucket/prefix``) into the cache.
 
-        The master lists the paths and has the owning workers fetch each block;
-        follow it with ``job.progress()``, ``await job.wait()`` or ``job.cancel()``.
-        Higher ``priority`` jobs are served first.
+        ``paths`` are strings or lists of strings: ``load("s3://a/", "s3://b/")``
+        and ``load(["s3://a/", "s3://b/"])`` are the same. The master lists the
+        paths and has the owning workers fetch each block; follow it with
+        ``job.progress()``, ``await job.wait()`` or ``job.cancel()``. Higher
+        ``priority`` jobs are served first. With ``hold``, every block of the
+        job joins that hold (a "protect" hold, created if needed) and lands
+        pinned: load and protect in one call, undone by ``release(hold)``.
         """
-        if not paths:
+        flat = [x for path in paths for x in ([path] if isinstance(path, str) else path)]
+        if not flat:
             raise InterfaceError("load needs at least one path")
         info = await call(
             self.session,
             self.master + p.JOBS,
             p.JobInfo,
-            p.LoadRequest(list(paths), priority),
+            p.LoadRequest(flat, priority, hold),
             timeout=self._t(timeout),
         )
         return Job(self, info)

@@ -38,6 +38,11 @@ JOBS = f"{API}/jobs"
 """GET: every job (JobsReply); POST: start a load job (LoadRequest -> JobInfo)."""
 JOB_GET = f"{API}/jobs/get"
 JOB_CANCEL = f"{API}/jobs/cancel"
+HOLDS = f"{API}/holds"
+"""GET: every hold (HoldsReply); POST: create or extend a hold (HoldRequest -> HoldInfo)."""
+HOLD_RELEASE = f"{API}/holds/release"
+FREE = f"{API}/free"
+TTL = f"{API}/ttl"
 # Worker endpoint: GET BLOCKS/{block_id}?<BlockRef query>, optional Range header.
 BLOCKS = "/blocks"
 HEALTH = "/health"
@@ -395,7 +400,9 @@ class Command(Message):
     """An instruction for a worker, carried in a heartbeat reply."""
 
     kind: str
-    """'free' (drop blocks) or 'load' (fetch ``loads`` into the cache); later: 'protect'."""
+    """'free' (drop blocks), 'load' (fetch ``loads`` into the cache), 'pin' (never evict
+    ``blocks``, even before they arrive), 'unpin' (ordinary blocks again) or 'release'
+    (unpin and evict them before anything else)."""
     blocks: list[str] = field(default_factory=list)
     loads: list[LoadTask] = field(default_factory=list)
     """For 'load': the blocks to fetch (``blocks`` holds their ids, in the same order)."""
@@ -521,12 +528,22 @@ class LoadRequest(Message):
     """``s3://bucket/prefix`` or ``bucket/prefix``; a path naming one object loads that object."""
     priority: int = 0
     """Blocks of higher-priority jobs are dispatched first."""
+    hold: str = ""
+    """Name of a hold every block of the job joins ("protect" kind, created on demand)."""
 
     def validate(self) -> None:
         if not self.paths:
             raise BadRequest("LoadRequest: give at least one path")
         for path in self.paths:
             split_path(path)
+        if self.hold:
+            _check_hold_name(self.hold, "LoadRequest.hold")
+
+    def to_wire(self) -> dict[str, Any]:
+        out = Message.to_wire(self)
+        if not out["hold"]:  # the appended field travels only when set
+            del out["hold"]
+        return out
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -593,3 +610,108 @@ class JobsReply(Message):
 @dataclass(frozen=True, slots=True)
 class JobRequest(Message):
     job_id: str
+
+
+# ---- holds: pins, protection, free and TTL -----------------------------------------
+
+HOLD_KINDS = ("pin", "protect")
+"""Kinds a client may create; the master also keeps "ttl" entries (``TtlRequest``)."""
+MAX_HOLD_NAME = 512
+
+
+def _check_hold_name(name: str, where: str) -> None:
+    if not name or len(name) > MAX_HOLD_NAME:
+        raise BadRequest(f"{where}: a hold name must be 1..{MAX_HOLD_NAME} characters")
+
+
+def _check_paths(paths: list[str], where: str) -> None:
+    if not paths:
+        raise BadRequest(f"{where}: give at least one path")
+    for path in paths:
+        split_path(path)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequest(Message):
+    """Keep every block under ``paths`` in the cache (adds to an existing hold of that name)."""
+
+    name: str
+    paths: list[str]
+    kind: str = "pin"
+    """"pin" (an operator's) or "protect" (a pipeline step will read it); both keep blocks."""
+    ttl: float | None = None
+    """Seconds until the hold lapses by itself (None: until released)."""
+
+    def validate(self) -> None:
+        _check_hold_name(self.name, "HoldRequest.name")
+        _check_paths(self.paths, "HoldRequest")
+        if self.kind not in HOLD_KINDS:
+            raise BadRequest(f"HoldRequest.kind must be one of {', '.join(HOLD_KINDS)}")
+        if self.ttl is not None and not 0 < self.ttl <= 10 * 365 * 86400:
+            raise BadRequest("HoldRequest.ttl must be > 0 seconds (and under ten years)")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldInfo(Message):
+    """A hold: what it keeps (or, for "ttl", drops at expiry) and how much of it is cached."""
+
+    name: str
+    kind: str
+    """pin, protect or ttl."""
+    paths: list[str] = field(default_factory=list)
+    created: float = 0.0
+    """Seconds since the epoch."""
+    expires: float | None = None
+    """Seconds since the epoch (None: never)."""
+    blocks: int = 0
+    resident_blocks: int = 0
+    state: str = "active"
+    """active, or (in the reply that ends it) released or expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldsReply(Message):
+    holds: list[HoldInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest(Message):
+    """End a hold. ``evict_first``: its blocks become the first eviction candidates."""
+
+    name: str
+    evict_first: bool = True
+
+    def validate(self) -> None:
+        _check_hold_name(self.name, "ReleaseRequest.name")
+
+
+@dataclass(frozen=True, slots=True)
+class FreeRequest(Message):
+    """Drop every cached block under ``paths``; blocks some hold keeps need ``force``."""
+
+    paths: list[str]
+    force: bool = False
+
+    def validate(self) -> None:
+        _check_paths(self.paths, "FreeRequest")
+
+
+@dataclass(frozen=True, slots=True)
+class FreeReply(Message):
+    freed: int = 0
+    """Cached blocks the workers were told to drop."""
+    refused: int = 0
+    """Cached blocks kept because a hold keeps them (0 with ``force``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TtlRequest(Message):
+    """Drop the blocks under ``paths`` ``seconds`` from now (unless a hold keeps them then)."""
+
+    paths: list[str]
+    seconds: float
+
+    def validate(self) -> None:
+        _check_paths(self.paths, "TtlRequest")
+        if not 0 < self.seconds <= 10 * 365 * 86400:
+            raise BadRequest("TtlRequest.seconds must be > 0 (and under ten years)")

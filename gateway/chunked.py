@@ -23,9 +23,8 @@ request's own signature), so chunks cannot be dropped, reordered or spliced.
 With ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`` the trailer lines are signed
 too (``x-amz-trailer-signature``).
 
-Checksums: CRC32 (zlib), SHA1 and SHA256 (hashlib) are verified; CRC32C and
-CRC64NVME need a library that is not installed here, so they are accepted
-unverified (the signature, when there is one, still protects the bytes).
+Checksums: CRC32 (zlib), SHA1 and SHA256 (hashlib), CRC32C and CRC64NVME (the
+AWS Common Runtime's implementations, ``awscrt``) are all verified.
 """
 
 from __future__ import annotations
@@ -34,8 +33,10 @@ import base64
 import binascii
 import hashlib
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
+
+from awscrt import checksums
 
 from .s3 import sigv4
 from .s3.errors import (
@@ -52,8 +53,6 @@ MAX_CHUNK = 16 * 1024 * 1024
 MAX_LINE = 4096
 """Longest chunk header or trailer line accepted."""
 CHECKSUM_PREFIX = "x-amz-checksum-"
-UNVERIFIED_CHECKSUMS = frozenset({"crc32c", "crc64nvme"})
-"""Algorithms accepted without verification (no implementation installed)."""
 
 
 class InvalidDigest(S3Error):
@@ -79,14 +78,29 @@ class _Crc32:
         return self.value.to_bytes(4, "big")
 
 
+class _CrtCrc:
+    """CRC32C or CRC64NVME, as S3 computes them (awscrt's implementations)."""
+
+    def __init__(self, fn: Callable[[bytes, int], int], width: int) -> None:
+        self._fn, self._width, self.value = fn, width, 0
+
+    def update(self, data: bytes, /) -> None:
+        self.value = self._fn(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(self._width, "big")
+
+
 def _hasher(algorithm: str) -> _Hash | None:
-    """A running hash for a checksum algorithm (None: accepted unverified)."""
+    """A running hash for a checksum algorithm."""
     if algorithm == "crc32":
         return _Crc32()
+    if algorithm == "crc32c":
+        return _CrtCrc(checksums.crc32c, 4)
+    if algorithm == "crc64nvme":
+        return _CrtCrc(checksums.crc64nvme, 8)
     if algorithm in ("sha1", "sha256", "md5"):
         return hashlib.new(algorithm)
-    if algorithm in UNVERIFIED_CHECKSUMS:
-        return None
     raise InvalidRequest(f"Unsupported checksum algorithm {algorithm[:32]!r}")
 
 

@@ -24,9 +24,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ..client.protocol import (
     BUCKETS,
     CONFIG,
+    FREE,
     HEAD_BUCKET,
     HEALTH,
     HEARTBEAT,
+    HOLD_RELEASE,
+    HOLDS,
     INVALIDATE,
     JOB_CANCEL,
     JOB_GET,
@@ -38,13 +41,17 @@ from ..client.protocol import (
     MSGPACK,
     REGISTER,
     STAT,
+    TTL,
     WORKERS,
     BucketRequest,
     BucketsReply,
     Command,
     ConfigReply,
+    FreeRequest,
     HeartbeatReply,
     HeartbeatRequest,
+    HoldRequest,
+    HoldsReply,
     InvalidateReply,
     InvalidateRequest,
     JobInfo,
@@ -60,7 +67,9 @@ from ..client.protocol import (
     ObjectInfo,
     RegisterReply,
     RegisterRequest,
+    ReleaseRequest,
     StatRequest,
+    TtlRequest,
     WorkerInfo,
     WorkersReply,
     pack,
@@ -79,6 +88,7 @@ from ..client.web import (
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
 from .gauges import ClusterCollector
+from .hold_service import HoldService
 from .jobs import Job, JobManager
 from .metadata import ObjectCache
 from .settings import MasterSettings
@@ -186,6 +196,11 @@ class Master:
     jobs: JobManager = field(default_factory=JobManager)
     listings: set[asyncio.Task[None]] = field(default_factory=set)
     """Background listings of new load jobs (cancelled at shutdown)."""
+    holds: HoldService = field(init=False)
+    """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
+
+    def __post_init__(self) -> None:
+        self.holds = HoldService(self.state, self._objects_under)
 
     @property
     def store(self) -> UnderStore:
@@ -276,12 +291,14 @@ class Master:
     def start_job(self, req: LoadRequest) -> Job:
         """Create a job in ``listing`` state and list its paths in the background."""
         job = self.jobs.create(req.paths, req.priority, time.monotonic())
-        task = asyncio.create_task(guard(self._list_job(job), f"listing of {job.id}"))
+        if req.hold:
+            self.holds.open_for_load(req.hold, req.paths)
+        task = asyncio.create_task(guard(self._list_job(job, req.hold), f"listing of {job.id}"))
         self.listings.add(task)
         task.add_done_callback(self.listings.discard)
         return job
 
-    async def _list_job(self, job: Job) -> None:
+    async def _list_job(self, job: Job, hold: str = "") -> None:
         try:
             objects: list[ObjectInfo] = []
             for path in job.paths:
@@ -291,6 +308,8 @@ class Master:
         except CacheError as exc:
             self.jobs.fail(job, f"{exc.code}: {exc.message}", time.monotonic())
             return
+        if hold:  # before planning: the first load tasks go out with their pins
+            self.holds.join(hold, objects)
         self.jobs.plan(job, objects, self.state.workers(), self.state.locate, time.monotonic())
         log.info(
             "load job %s: %d objects, %d blocks (%d already resident)",
@@ -340,6 +359,8 @@ class Master:
         for wid in dead:
             log.warning("worker %s silent for over %.1fs: dropped", wid, self.state.worker_timeout)
         self.metrics.expired.inc(len(dead))
+        self.holds.on_workers_gone(dead)
+        self.holds.sweep()
         self.objects.expire(now)
         return dead
 
@@ -369,6 +390,7 @@ async def register(request: web.Request) -> web.Response:
     else:
         req = await read_message(request, RegisterRequest)
     m.state.register(req, time.monotonic())
+    m.holds.on_register(req)
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
     log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address, len(req.blocks))
@@ -382,9 +404,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     now = time.monotonic()
     reply = m.state.heartbeat(req, now)
     loads = m.job_heartbeat(req, now)
-    if loads:
-        ids = [t.ref().block_id() for t in loads]
-        reply = HeartbeatReply([*reply.commands, Command("load", ids, loads)])
+    ids = [t.ref().block_id() for t in loads]
+    pins = m.holds.on_heartbeat(req, ids)  # before the load command: blocks land pinned
+    if loads or pins:
+        load = [Command("load", ids, loads)] if loads else []
+        reply = HeartbeatReply([*reply.commands, *pins, *load])
     return _reply(reply)
 
 
@@ -411,6 +435,30 @@ async def cancel_job(request: web.Request) -> web.Response:
     job = m.get_job(req.job_id)
     m.jobs.cancel(job, time.monotonic())
     return _reply(m.job_info(job))
+
+
+async def create_hold(request: web.Request) -> web.Response:
+    req = await read_message(request, HoldRequest)
+    return _reply(await request.app[MASTER].holds.hold(req))
+
+
+async def list_holds(request: web.Request) -> web.Response:
+    return _reply(HoldsReply(request.app[MASTER].holds.infos()))
+
+
+async def release_hold(request: web.Request) -> web.Response:
+    req = await read_message(request, ReleaseRequest)
+    return _reply(request.app[MASTER].holds.release(req))
+
+
+async def free(request: web.Request) -> web.Response:
+    req = await read_message(request, FreeRequest)
+    return _reply(await request.app[MASTER].holds.free(req))
+
+
+async def set_ttl(request: web.Request) -> web.Response:
+    req = await read_message(request, TtlRequest)
+    return _reply(await request.app[MASTER].holds.ttl(req))
 
 
 def _workers(m: Master) -> list[WorkerInfo]:
@@ -570,6 +618,11 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_get(JOBS, list_jobs)
     app.router.add_post(JOB_GET, get_job)
     app.router.add_post(JOB_CANCEL, cancel_job)
+    app.router.add_post(HOLDS, create_hold)
+    app.router.add_get(HOLDS, list_holds)
+    app.router.add_post(HOLD_RELEASE, release_hold)
+    app.router.add_post(FREE, free)
+    app.router.add_post(TTL, set_ttl)
     app.router.add_get("/", status_page)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))

@@ -16,6 +16,7 @@ from .budget import default_memory_bytes, default_ssd_bytes, parse_size
 from .errors import CacheError
 from .eviction import EVICTION_POLICY, EvictionPolicy, LRFUPolicy, LRUPolicy, make_policy
 from .memory import MemoryTier
+from .pins import PinAwarePolicy, PinSet
 from .placement import Candidate, owner, rank
 from .ssd import SsdHandle, SsdTier
 from .store import StoreConfig, TieredStore
@@ -37,6 +38,8 @@ __all__ = [
     "LRFUPolicy",
     "LRUPolicy",
     "MemoryTier",
+    "PinAwarePolicy",
+    "PinSet",
     "SsdHandle",
     "SsdTier",
     "StoreConfig",

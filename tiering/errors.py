@@ -162,3 +162,10 @@ class NoSuchJob(CacheError):
 
     code = "NoSuchJob"
     http_status = 404
+
+
+class NoSuchHold(CacheError):
+    """No pin, protection or TTL entry of that name."""
+
+    code = "NoSuchHold"
+    http_status = 404

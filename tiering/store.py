@@ -14,6 +14,14 @@ needs room they are dropped *before* any block that lives only on SSD
 (oldest promotion first); dropping a copy loses nothing. A block held in both
 tiers counts once in ``block_ids`` and is reported by ``tier_of`` as memory.
 
+Pins (see ``pins.py``). Both tiers rank through a ``PinAwarePolicy``: a
+pinned block never leaves the node; memory offers it last, and only when an
+SSD can take it, so it is demoted, never evicted (one that cannot move stays).
+Released blocks are offered first, and a released memory victim is evicted
+rather than demoted. A put that would need a pinned block to leave raises
+NoCapacity before anything changes (the worker then serves the bytes
+uncached); promotions never move pinned blocks.
+
 Locking. Two locks, taken in this order:
 
 * ``_writer`` serialises everything that writes or unlinks block files (put,
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,11 +50,12 @@ from .blocks import BlockId, is_block_id
 from .errors import ChecksumMismatch, InterfaceError, NoCapacity
 from .eviction import EVICTION_POLICY, make_policy
 from .memory import MemoryTier
+from .pins import PinAwarePolicy, PinSet
 from .ssd import SsdHandle, SsdTier, file_size, open_block, read_block, unlink_quietly
 
 Tier = Literal["memory", "ssd"]
 
-_COUNTERS = (
+COUNTERS = (
     "puts",  # blocks added to the node
     "memory_hits",
     "ssd_hits",
@@ -57,6 +66,7 @@ _COUNTERS = (
     "ssd_write_errors",  # demotions that failed on I/O (the block was evicted)
     "missing_dropped",  # indexed SSD files found gone
     "removed",  # blocks removed on request
+    "refused_pinned",  # puts not admitted: everything evictable was pinned
 )
 
 
@@ -105,6 +115,22 @@ class _Plan:
     """Files to unlink after the commit."""
     written: list[BlockId] = field(default_factory=list)
     failed: list[BlockId] = field(default_factory=list)
+    stay: list[BlockId] = field(default_factory=list)
+    """Pinned memory victims that cannot move to SSD: they stay in memory."""
+    short: bool = False
+    """Memory still lacks room after the plan (pinned victims stayed)."""
+
+
+PIN_CHUNK = 4096
+"""Ids handled per lock hold by pin, unpin and release (~10 ms): a pin of a
+million blocks must not stall memory hits for seconds."""
+
+
+def _chunks(block_ids: Iterable[str]) -> Iterator[list[BlockId]]:
+    """Well-formed ids, in lists of at most ``PIN_CHUNK``."""
+    ids = [b for b in block_ids if is_block_id(b)]
+    for i in range(0, len(ids), PIN_CHUNK):
+        yield ids[i : i + PIN_CHUNK]
 
 
 class TieredStore:
@@ -119,15 +145,20 @@ class TieredStore:
         self.config = config
         self._lock = threading.Lock()
         self._writer = threading.Lock()
-        self._mem = MemoryTier(config.memory_bytes, make_policy(config.policy))
+        self._pins = PinSet()
+        has_ssd = config.ssd_dir is not None
+        # Memory may offer pinned blocks (last) when an SSD can take them: demotion keeps them.
+        self._mem_policy = PinAwarePolicy(make_policy(config.policy), self._pins, movable=has_ssd)
+        self._mem = MemoryTier(config.memory_bytes, self._mem_policy)
         self._ssd: SsdTier | None = None
+        self._ssd_policy: PinAwarePolicy | None = None
         if config.ssd_dir is not None:
-            policy = make_policy(config.policy)
-            self._ssd = SsdTier(config.ssd_dir, config.ssd_bytes, policy, fsync=config.fsync)
+            self._ssd_policy = PinAwarePolicy(make_policy(config.policy), self._pins)
+            self._ssd = SsdTier(config.ssd_dir, config.ssd_bytes, self._ssd_policy, fsync=config.fsync)
         self._copies: dict[BlockId, None] = {}  # blocks in both tiers, oldest promotion first
         self._added: set[BlockId] = set()
         self._removed: set[BlockId] = set()
-        self._stats: Counter[str] = Counter(dict.fromkeys(_COUNTERS, 0))
+        self._stats: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._closed = False
 
     # -- fast, no I/O ------------------------------------------------------------
@@ -180,14 +211,79 @@ class TieredStore:
             return added, removed
 
     def stats(self) -> dict[str, int]:
-        """Counters (see ``_COUNTERS``), ``corrupt_dropped`` and block counts."""
+        """Counters (see ``COUNTERS``), ``corrupt_dropped`` and block counts."""
         with self._lock:
             out = dict(self._stats)
             out["corrupt_dropped"] = 0 if self._ssd is None else self._ssd.corrupt_dropped
             out["memory_blocks"] = len(self._mem)
             out["ssd_blocks"] = 0 if self._ssd is None else len(self._ssd)
             out["ssd_copies"] = len(self._copies)
+            out["pinned_ids"] = len(self._pins)
+            out["pinned_blocks"] = len(self._resident_pinned())
+            out["pinned_memory_bytes"] = self._mem_policy.pinned_bytes
+            out["pinned_ssd_bytes"] = 0 if self._ssd_policy is None else self._ssd_policy.pinned_bytes
             return out
+
+    # -- pins ------------------------------------------------------------------------
+
+    def pin(self, block_ids: Iterable[str]) -> int:
+        """Keep blocks on this node whatever the pressure; how many were newly pinned.
+
+        Ids need not be resident: a block pinned before it arrives is pinned
+        from its first put. Pins live in memory only (the master re-sends them).
+        """
+        count = 0
+        for chunk in _chunks(block_ids):
+            with self._lock:
+                new = self._pins.pin(chunk)
+                self._changed(new)
+                count += len(new)
+        return count
+
+    def unpin(self, block_ids: Iterable[str]) -> int:
+        """Make blocks ordinary eviction candidates again; how many were pinned."""
+        count = 0
+        for chunk in _chunks(block_ids):
+            with self._lock:
+                gone = self._pins.unpin(chunk)
+                self._changed(gone)
+                count += len(gone)
+        return count
+
+    def release(self, block_ids: Iterable[str]) -> int:
+        """Unpin blocks and make them the first to go; how many resident blocks were released."""
+        count = 0
+        for chunk in _chunks(block_ids):
+            with self._lock:
+                self._changed(self._pins.unpin(chunk))
+                # Only resident blocks are marked: one arriving later is an ordinary block.
+                resident = [b for b in chunk if self._resident(b)]
+                self._changed(self._pins.release(resident))
+                count += len(resident)
+        return count
+
+    def pinned(self) -> list[str]:
+        """Every pinned id (resident or not), sorted."""
+        with self._lock:
+            return self._pins.pinned()
+
+    def is_pinned(self, block_id: str) -> bool:
+        with self._lock:
+            return self._pins.is_pinned(block_id)
+
+    def _changed(self, ids: list[BlockId]) -> None:
+        self._mem_policy.changed(ids)
+        if self._ssd_policy is not None:
+            self._ssd_policy.changed(ids)
+
+    def _resident(self, block_id: BlockId) -> bool:
+        return block_id in self._mem or (self._ssd is not None and block_id in self._ssd)
+
+    def _resident_pinned(self) -> set[BlockId]:
+        ids = set(self._mem_policy.pinned_ids())
+        if self._ssd_policy is not None:
+            ids.update(self._ssd_policy.pinned_ids())
+        return ids
 
     # -- blocking ------------------------------------------------------------------
 
@@ -253,6 +349,9 @@ class TieredStore:
             self._apply(plan)
             with self._lock:
                 self._commit(plan)
+                if plan.short:
+                    self._stats["refused_pinned"] += 1
+                    raise NoCapacity(f"no room for block {block_id}: the rest of memory is pinned")
                 self._mem.put(block_id, data)
                 self._note_added(block_id)
                 self._stats["puts"] += 1
@@ -376,7 +475,9 @@ class TieredStore:
                 if self._touch_locked(block_id):
                     return
                 plan = _Plan()
-                self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None)
+                if not self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None, strict=True):
+                    self._stats["refused_pinned"] += 1
+                    raise NoCapacity(f"no room for block {block_id}: the SSD tier is pinned")
             unlink_quietly(plan.unlink)
             try:
                 ssd.write_file(block_id, data)
@@ -397,7 +498,15 @@ class TieredStore:
                     return True
                 if block_id not in self._ssd:
                     return False  # removed meanwhile: do not bring it back
-                plan = self._plan_memory(len(data), keep=block_id)
+                # A promotion never moves pinned blocks: it is only a speed-up,
+                # and a plan that keeps them may drop this block's SSD copy.
+                victims = self._mem.victims(self._mem.used + len(data) - self._mem.capacity)
+                if any(self._pins.is_pinned(v) for v in victims):
+                    return False
+                try:
+                    plan = self._plan_memory(len(data), keep=block_id)
+                except NoCapacity:
+                    return False  # memory is pinned: the block is served from SSD
             self._apply(plan)
             with self._lock:
                 self._commit(plan)
@@ -409,19 +518,33 @@ class TieredStore:
         return True
 
     def _plan_memory(self, size: int, keep: BlockId | None = None) -> _Plan:
-        """Decide how memory makes room for ``size`` bytes; lock held."""
+        """Decide how memory makes room for ``size`` bytes; lock held.
+
+        Pinned victims (offered last, and only with an SSD) are demoted, never
+        evicted: one that cannot move stays, and ``plan.short`` says memory
+        will still lack room. NoCapacity, before anything changes, when even
+        that cannot work: the tier cannot free enough unpinned bytes.
+        """
         plan = _Plan()
-        victims = self._mem.victims(self._mem.used + size - self._mem.capacity)
+        need = self._mem.used + size - self._mem.capacity
+        victims = self._mem.victims(need)
+        self._check_room(victims, need)
         ssd = self._ssd
+        pinned: list[tuple[BlockId, bytes]] = []
         for v in victims:
             data = self._mem.peek(v)
             assert data is not None
             if ssd is not None and v in ssd:
                 plan.drop.append(v)
+            elif self._pins.is_released(v):
+                plan.evict.append(v)  # not worth SSD room: nobody needs it any more
             elif ssd is not None and file_size(len(data)) <= ssd.capacity:
-                plan.demote.append((v, data))
+                (pinned if self._pins.is_pinned(v) else plan.demote).append((v, data))
+            elif self._pins.is_pinned(v):
+                plan.stay.append(v)
             else:
                 plan.evict.append(v)
+        plan.demote = pinned + plan.demote  # pinned blocks get SSD room first
         if ssd is not None and plan.demote:
             incoming = sum(file_size(len(d)) for _, d in plan.demote)
             self._free_ssd(plan, incoming, leaving=set(victims), keep=keep)
@@ -435,24 +558,54 @@ class TieredStore:
                     fitting.append((v, d))
                     room -= file_size(len(d))
                 else:
-                    plan.evict.append(v)
+                    (plan.stay if self._pins.is_pinned(v) else plan.evict).append(v)
             plan.demote = fitting
+        if plan.stay:
+            kept = sum(self._mem.size_of(v) or 0 for v in plan.stay)
+            plan.short = sum(self._mem.size_of(v) or 0 for v in victims) - kept < need
         return plan
 
+    def _check_room(self, victims: list[BlockId], need: int) -> None:
+        """NoCapacity when ``victims`` cannot free ``need`` memory bytes; lock held."""
+        if need <= 0:
+            return
+        offered = sum(self._mem.size_of(v) or 0 for v in victims)
+        ssd = self._ssd
+        if offered >= need and ssd is not None and self._ssd_policy is not None:
+            # Pinned victims must fit on SSD beside the pinned blocks already there.
+            moving = sum(
+                file_size(self._mem.size_of(v) or 0)
+                for v in victims
+                if self._pins.is_pinned(v) and v not in ssd
+            )
+            if moving and self._ssd_policy.pinned_bytes + moving > ssd.capacity:
+                offered = 0
+        if offered < need:
+            self._stats["refused_pinned"] += 1
+            raise NoCapacity("no room: the blocks that could make room are pinned")
+
     def _free_ssd(
-        self, plan: _Plan, incoming: int, leaving: set[BlockId], keep: BlockId | None
-    ) -> None:
+        self,
+        plan: _Plan,
+        incoming: int,
+        leaving: set[BlockId],
+        keep: BlockId | None,
+        *,
+        strict: bool = False,
+    ) -> bool:
         """Drop SSD index entries so ``incoming`` file bytes fit; lock held.
 
         Redundant copies go first, except those of blocks leaving memory in
         this plan (they become the only copy). Next the copy of ``keep``, the
-        block being promoted (see ``_Plan.release``). Then the policy's victims.
+        block being promoted (see ``_Plan.release``). Then the policy's victims
+        (released blocks first, pinned ones never). False when that is not
+        enough; with ``strict``, nothing is dropped then.
         """
         ssd = self._ssd
         assert ssd is not None
         need = ssd.used + incoming - ssd.capacity
         if need <= 0:
-            return
+            return True
         chosen: list[BlockId] = []
         freed = 0
         for b in self._copies:
@@ -461,11 +614,12 @@ class TieredStore:
             if b not in leaving and b != keep:
                 chosen.append(b)
                 freed += file_size(ssd.length(b) or 0)
+        release = None
         if freed < need and keep is not None and keep in ssd:
             # Redundant once promoted, but dropped only at commit: until the
             # block is readable from memory, it stays readable from SSD (the
             # disk briefly holds this one file beyond the budget).
-            plan.release = keep
+            release = keep
             freed += file_size(ssd.length(keep) or 0)
         if freed < need:
             # Asking for the whole need (plus ``keep``) leaves enough after
@@ -478,6 +632,9 @@ class TieredStore:
                 if b not in skip and b != keep:
                     chosen.append(b)
                     freed += file_size(ssd.length(b) or 0)
+        if strict and freed < need:
+            return False
+        plan.release = release
         for b in chosen:
             path = ssd.discard(b)
             assert path is not None
@@ -488,6 +645,7 @@ class TieredStore:
             else:
                 self._note_removed(b)
                 self._stats["evictions"] += 1
+        return freed >= need
 
     def _apply(self, plan: _Plan) -> None:
         """File I/O of a plan: ``_writer`` held, ``_lock`` not."""
@@ -534,6 +692,7 @@ class TieredStore:
             self._added.add(block_id)
 
     def _note_removed(self, block_id: BlockId) -> None:
+        self._pins.left(block_id)
         if block_id in self._added:
             self._added.discard(block_id)
         else:

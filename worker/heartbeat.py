@@ -27,8 +27,10 @@ Theory of operation
    blocks reach the master as ordinary ``added`` deltas, which is what
    completes a load job; failures go back in ``load_failed`` (kept until a
    beat carrying them is acknowledged) so the master can retry or give up.
-   Unknown kinds are logged and skipped, so an older worker survives a
-   newer master.
+   ``pin``, ``unpin`` and ``release`` go to the store as they are. Pins live
+   in memory only: after a restart the master sends them again, for the
+   blocks of the full report. Unknown kinds are logged and skipped, so an
+   older worker survives a newer master.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ M = TypeVar("M", bound=Message)
 MIN_INTERVAL = 0.05
 """Floor on the master's heartbeat interval (a zero would spin)."""
 BACKOFF_BASE = 0.1
+_PIN_COMMANDS = frozenset({"pin", "unpin", "release"})
+"""Commands carried out by the ``TieredStore`` method of the same name."""
 
 
 class MasterUnreachable(Exception):
@@ -318,6 +322,12 @@ class Heartbeat:
                 elif cmd.kind == "load":
                     for task in cmd.loads:
                         self._start_load(task)
+                elif cmd.kind in _PIN_COMMANDS:
+                    store = self._svc.store
+                    op = {"pin": store.pin, "unpin": store.unpin, "release": store.release}[cmd.kind]
+                    ids = [b for b in cmd.blocks if is_block_id(b)]
+                    n = await self._svc.run(op, ids)
+                    log.debug("%s: %d of %d blocks changed", cmd.kind, n, len(ids))
                 else:
                     log.warning("ignoring unknown command %r from the master", cmd.kind)
             except asyncio.CancelledError:

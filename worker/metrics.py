@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from ..client import stats as st
 from ..client.protocol import TIERS
-from ..tiering.store import TieredStore
+from ..tiering.store import COUNTERS, TieredStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +99,6 @@ class WorkerMetrics:
         return metrics
 
 
-_NOT_EVENTS = frozenset({"memory_blocks", "ssd_blocks", "ssd_copies", "corrupt_dropped"})
-"""Entries of ``TieredStore.stats()`` that are levels or exported elsewhere, not event counts."""
-
-
 class StoreCollector(Collector):
     """Reads tier usage, budgets and corruption counts from the store at scrape time."""
 
@@ -125,16 +121,27 @@ class StoreCollector(Collector):
             "Store events: puts, hits per tier, promotions, demotions, evictions, SSD write errors...",
             labels=["event"],
         )
+        pinned = GaugeMetricFamily(
+            "pipecache_worker_pinned_blocks", "Resident blocks pinned on the master's request."
+        )
+        pinned_bytes = GaugeMetricFamily(
+            "pipecache_worker_pinned_bytes", "Bytes held by pinned blocks per tier.", labels=["tier"]
+        )
         if store is not None:
-            for name, count in store.stats().items():
-                if name not in _NOT_EVENTS:
-                    events.add_metric([name], count)
             for tier, value in store.usage().items():
                 used.add_metric([tier], value)
             for tier, value in store.capacity().items():
                 cap.add_metric([tier], value)
-            corrupt.add_metric([], store.stats().get("corrupt_dropped", 0))
+            stats = store.stats()
+            for name in COUNTERS:  # the event counts, not the levels stats() also reports
+                events.add_metric([name], stats[name])
+            corrupt.add_metric([], stats.get("corrupt_dropped", 0))
+            pinned.add_metric([], stats["pinned_blocks"])
+            for tier in TIERS:
+                pinned_bytes.add_metric([tier], stats[f"pinned_{tier}_bytes"])
         yield used
         yield cap
         yield corrupt
         yield events
+        yield pinned
+        yield pinned_bytes

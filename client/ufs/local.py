@@ -30,6 +30,8 @@ import builtins
 import contextlib
 import errno
 import hashlib
+import json
+import logging
 import os
 import re
 import secrets
@@ -62,6 +64,7 @@ MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _STAT_KEY = struct.Struct("<qqQ")
+log = logging.getLogger(__name__)
 TMP_PREFIX = ".pipecache-tmp."
 """Name prefix of files being written: hidden from listings, refused as key segments."""
 UPLOADS_DIR = ".pipecache-uploads"
@@ -178,9 +181,15 @@ class LocalUnderStore:
     # ---- the UnderStore API ----
 
     async def head(self, bucket: str, key: str) -> ObjectInfo:
-        """Size, ETag (:func:`local_etag`) and mtime of one file."""
-        _, st = await asyncio.to_thread(self._stat_object, bucket, key)
-        return ObjectInfo(bucket, key, st.st_size, local_etag(st), st.st_mtime)
+        """Size, ETag (:func:`local_etag`), mtime, and the content type and metadata it was put with."""
+        return await asyncio.to_thread(self._head, bucket, key)
+
+    def _head(self, bucket: str, key: str) -> ObjectInfo:
+        path, st = self._stat_object(bucket, key)
+        content_type, metadata = read_meta(path)
+        return ObjectInfo(
+            bucket, key, st.st_size, local_etag(st), st.st_mtime, content_type=content_type, metadata=metadata
+        )
 
     async def get_range(
         self, bucket: str, key: str, start: int, length: int, etag: str | None = None
@@ -306,14 +315,16 @@ class LocalUnderStore:
     ) -> ObjectInfo:
         """Write to a temporary file, then rename it over the key (see the module docstring).
 
-        Content type and metadata are not kept (no sidecar files): reads
-        answer the S3 default type.
+        Content type and metadata ride on the file as an extended attribute
+        (:func:`write_meta`), set before the rename: they change with the bytes.
         """
         tmp = await asyncio.to_thread(self._open_temp, bucket, key)
         try:
             written = await _write_body(tmp, body)
             if size is not None and written != size:
                 raise InterfaceError(f"body of {written} bytes, {size} announced")
+            assert tmp.fd is not None
+            await asyncio.to_thread(write_meta, tmp.fd, content_type, metadata)
             st = await asyncio.to_thread(tmp.commit, key)
         except BaseException:
             await asyncio.shield(asyncio.to_thread(tmp.discard))
@@ -349,6 +360,8 @@ class LocalUnderStore:
             with open(src, "rb") as f:
                 while chunk := f.read(_WRITE_BUFFER):
                     tmp.write(chunk)
+            assert tmp.fd is not None
+            write_meta(tmp.fd, *read_meta(src))  # S3's default: the copy keeps them
             return tmp.commit(dst_key)
         except BaseException:
             tmp.discard()
@@ -393,7 +406,8 @@ class LocalUnderStore:
     # (temporary name, then rename). Completing concatenates the named parts
     # into a temporary file next to the key, renames it over the key, and
     # removes the staging folder. Part sizes are not checked (S3 wants 5 MiB
-    # but the last); content type and metadata are not kept (as for puts).
+    # but the last). The content type and metadata given at creation wait in
+    # the folder's "object-meta" file and are set on the object at completion.
 
     def _upload_dir(self, bucket: str, key: str, upload_id: str) -> str:
         if _UPLOAD_ID_RE.fullmatch(upload_id) is None:
@@ -416,9 +430,11 @@ class LocalUnderStore:
         metadata: dict[str, str] | None = None,
     ) -> str:
         """A new staging folder; its id."""
-        return await asyncio.to_thread(self._create_upload, bucket, key)
+        return await asyncio.to_thread(self._create_upload, bucket, key, content_type, metadata)
 
-    def _create_upload(self, bucket: str, key: str) -> str:
+    def _create_upload(
+        self, bucket: str, key: str, content_type: str | None, metadata: dict[str, str] | None
+    ) -> str:
         self._entry_path(bucket, key)  # the key must be storable and the bucket exist
         upload_id = secrets.token_hex(16)
         path = os.path.join(self.root, UPLOADS_DIR, upload_id)
@@ -426,6 +442,8 @@ class LocalUnderStore:
             os.makedirs(path)
             with open(os.path.join(path, "meta"), "w", encoding="utf-8") as f:
                 f.write(f"{bucket}\n{key}")
+            with open(os.path.join(path, "object-meta"), "wb") as f:
+                f.write(_pack_meta(content_type, metadata))
         except OSError as exc:
             raise UnderStoreError(f"staging an upload: {exc.strerror or exc}") from None
         return upload_id
@@ -481,6 +499,10 @@ class LocalUnderStore:
                 with open(part, "rb") as f:
                     while chunk := f.read(_WRITE_BUFFER):
                         tmp.write(chunk)
+            assert tmp.fd is not None
+            with contextlib.suppress(FileNotFoundError):  # staged by an older version: none
+                with open(os.path.join(path, "object-meta"), "rb") as f:
+                    write_meta(tmp.fd, *_unpack_meta(f.read(_META_MAX + 1)))
             st = tmp.commit(key)
         except BaseException:
             tmp.discard()
@@ -542,6 +564,63 @@ class _TempFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+META_XATTR = "user.pipecache.meta"
+"""Extended attribute holding an object's content type and user metadata (JSON)."""
+_META_MAX = 8192
+"""S3 allows 2 KB of user metadata; anything far beyond is not ours and is ignored."""
+_meta_unsupported = False
+
+
+def _pack_meta(content_type: str | None, metadata: dict[str, str] | None) -> bytes:
+    if not content_type and not metadata:
+        return b""
+    return json.dumps({"content_type": content_type or "", "metadata": metadata or {}}).encode()
+
+
+def _unpack_meta(raw: bytes) -> tuple[str, dict[str, str]]:
+    """(content type, metadata) from an attribute value; defaults for anything malformed."""
+    if not raw or len(raw) > _META_MAX:
+        return "", {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return "", {}
+    if not isinstance(doc, dict):
+        return "", {}
+    ct, meta = doc.get("content_type", ""), doc.get("metadata", {})
+    if not isinstance(ct, str) or not isinstance(meta, dict):
+        return "", {}
+    return ct, {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def write_meta(fd: int, content_type: str | None, metadata: dict[str, str] | None) -> None:
+    """Store the content type and metadata on the open file ``fd`` (nothing to store: nothing set).
+
+    A file system without user extended attributes keeps the bytes but not
+    these (reads then answer S3's default type), and says so once in the log.
+    """
+    global _meta_unsupported
+    raw = _pack_meta(content_type, metadata)
+    if not raw or _meta_unsupported:
+        return
+    try:
+        os.setxattr(fd, META_XATTR, raw)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+        _meta_unsupported = True
+        log.warning("this file system keeps no user extended attributes: content types and "
+                    "metadata of objects written to the under-store folder are not kept")
+
+
+def read_meta(path: str) -> tuple[str, dict[str, str]]:
+    """The content type and metadata stored on ``path`` (defaults when there are none)."""
+    try:
+        return _unpack_meta(os.getxattr(path, META_XATTR))
+    except OSError:
+        return "", {}
 
 
 def _drop_other_parts(folder: str, number: int, etag: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -168,6 +169,15 @@ class PcCluster:
 
     def worker_sum(self, name: str, **labels: str) -> float:
         return sum(metric_sum(w.url, name, **labels) for w in self.workers if w.proc is not None)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``pipecache ARGS --master <this master>`` and capture its output."""
+        return subprocess.run(
+            [sys.executable, "-m", "pipecache.cli", *args, "--master", self.master],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def stop(self) -> None:
         self.procs.stop()

@@ -103,3 +103,27 @@ def test_s3torchconnector_datasets_and_checkpoints(
     with ckpt.reader("s3://compat/ckpt/epoch-1.pt") as r:
         back = torch.load(io.BytesIO(r.read()), weights_only=True)
     assert back["step"] == 7 and torch.equal(back["w"], state["w"])
+
+
+def test_boto3_with_its_pure_python_signer(cluster: PcCluster, dataset: dict[str, bytes]) -> None:
+    """awscrt (installed for checksums) makes botocore sign through the CRT; users without it
+    sign in Python. Both must pass: this run opts out of the CRT the way botocore allows."""
+    import subprocess
+    import sys
+
+    script = f"""
+import boto3, urllib.request, botocore.auth
+from botocore.config import Config
+assert not botocore.auth.HAS_CRT
+s3 = boto3.client("s3", endpoint_url={cluster.gateway!r}, aws_access_key_id={ACCESS_KEY!r},
+                  aws_secret_access_key={SECRET_KEY!r}, region_name="us-east-1",
+                  config=Config(signature_version="s3v4", s3={{"addressing_style": "path"}}))
+s3.put_object(Bucket="compat", Key="py-signer", Body=b"signed in python")
+assert s3.get_object(Bucket="compat", Key="py-signer")["Body"].read() == b"signed in python"
+url = s3.generate_presigned_url("get_object", Params={{"Bucket": "compat", "Key": "shards/big.bin"}})
+print(len(urllib.request.urlopen(url).read()))
+"""
+    env = {**os.environ, "BOTO_DISABLE_CRT": "true"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) == len(dataset["shards/big.bin"])

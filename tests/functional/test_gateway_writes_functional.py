@@ -330,3 +330,20 @@ def test_multipart_abort_and_errors(s3, gw) -> None:  # type: ignore[no-untyped-
     assert _code(ei) == "NoSuchUpload"
     with pytest.raises(ClientError):
         s3.head_object(Bucket=b, Key="aborted")
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32C", "CRC64NVME", "CRC32", "SHA256"])
+def test_sdk_checksums_are_verified(s3, gw, algorithm: str) -> None:  # type: ignore[no-untyped-def]
+    """boto3's flexible checksums (CRC32C and CRC64NVME through awscrt), as SDKs send them by default."""
+    b = make_bucket(s3, "checksums")
+    data = os.urandom(200_000)
+    gw.put_object(Bucket=b, Key=f"ok-{algorithm}", Body=data, ChecksumAlgorithm=algorithm)
+    assert gw.get_object(Bucket=b, Key=f"ok-{algorithm}")["Body"].read() == data
+    # A checksum header that does not match the body is refused, and nothing is written.
+    field = f"Checksum{algorithm}"
+    other = gw.put_object(Bucket=b, Key="scratch", Body=b"other bytes", ChecksumAlgorithm=algorithm)
+    with pytest.raises(ClientError) as err:
+        gw.put_object(Bucket=b, Key=f"bad-{algorithm}", Body=data, **{field: other[field]})
+    assert err.value.response["Error"]["Code"] in ("BadDigest", "InvalidRequest"), err.value.response
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=b, Key=f"bad-{algorithm}")

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -106,12 +105,7 @@ async def test_cancel_stops_a_job(cluster: PcCluster, s3) -> None:  # type: igno
 
 
 def pipecache(cluster: PcCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipecache.cli", *args, "--master", cluster.master],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cluster.cli(*args)
 
 
 def test_cli_load_wait_and_jobs(cluster: PcCluster, dataset: dict[str, bytes]) -> None:

@@ -164,3 +164,34 @@ async def test_multipart_abort_and_hostile_ids(store: LocalUnderStore) -> None:
     for bad in ("../../etc", "", "0" * 31, up.upper()):
         with pytest.raises(NoSuchUpload):
             await store.put_part("data", "k", bad, 1, b"x")
+
+
+async def test_content_type_and_metadata_are_kept(store: LocalUnderStore, tmp_path: Path) -> None:
+    meta = {"owner": "team-a", "run": "42"}
+    await store.put("data", "m/obj", b"x", content_type="text/csv", metadata=meta)
+    head = await store.head("data", "m/obj")
+    assert (head.content_type, head.metadata) == ("text/csv", meta)
+    # A copy keeps them (S3's MetadataDirective COPY); an overwrite without them drops them.
+    await store.copy("data", "m/obj", "data", "m/copy")
+    assert (await store.head("data", "m/copy")).metadata == meta
+    await store.put("data", "m/obj", b"y")
+    head = await store.head("data", "m/obj")
+    assert (head.content_type, head.metadata) == ("", {})
+    # Multipart: given at creation, applied at completion.
+    uid = await store.create_upload("data", "m/mp", content_type="application/x-parquet", metadata={"a": "b"})
+    etag = await store.put_part("data", "m/mp", uid, 1, b"part")
+    await store.complete_upload("data", "m/mp", uid, [(1, etag)])
+    head = await store.head("data", "m/mp")
+    assert (head.content_type, head.metadata) == ("application/x-parquet", {"a": "b"})
+
+
+async def test_foreign_or_malformed_attributes_are_ignored(store: LocalUnderStore, tmp_path: Path) -> None:
+    from pipecache.client.ufs.local import META_XATTR
+
+    path = tmp_path / "data" / "plain"
+    path.write_bytes(b"made outside pipecache")
+    assert (await store.head("data", "plain")).content_type == ""
+    for bad in (b"not json", b"[1, 2]", b'{"content_type": 5}', b'{"metadata": {"k": 1}}', b"{" * 3000):
+        os.setxattr(path, META_XATTR, bad)
+        head = await store.head("data", "plain")
+        assert head.content_type == "" and all(isinstance(v, str) for v in head.metadata.values())

@@ -216,10 +216,19 @@ def test_missing_or_unannounced_trailers() -> None:
         decode(chunked.AwsChunkedDecoder(decoded_length=1), body)
 
 
-def test_crc32c_is_accepted_unverified() -> None:
-    body = b"1\r\na\r\n0\r\nx-amz-checksum-crc32c:AAAAAA==\r\n\r\n"
-    dec = chunked.AwsChunkedDecoder(decoded_length=1, trailers=["crc32c"])
-    assert decode(dec, body) == b"a"
+@pytest.mark.parametrize(
+    ("algorithm", "check"),
+    # The catalogued check values of each CRC over b"123456789" (CRC-32C/iSCSI, CRC-64/NVME).
+    [("crc32c", 0xE3069283.to_bytes(4, "big")), ("crc64nvme", 0xAE8B14860A799888.to_bytes(8, "big"))],
+)
+def test_crc32c_and_crc64nvme_are_verified(algorithm: str, check: bytes) -> None:
+    value = base64.b64encode(check)
+    body = b"5\r\n12345\r\n4\r\n6789\r\n0\r\nx-amz-checksum-%s:%s\r\n\r\n" % (algorithm.encode(), value)
+    dec = chunked.AwsChunkedDecoder(decoded_length=9, trailers=[algorithm])
+    assert decode(dec, body) == b"123456789"
+    wrong = body.replace(b"6789", b"6788", 1)
+    with pytest.raises(e.BadDigest):
+        decode(chunked.AwsChunkedDecoder(decoded_length=9, trailers=[algorithm]), wrong)
 
 
 def test_unknown_trailer_is_refused() -> None:

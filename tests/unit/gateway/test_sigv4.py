@@ -17,13 +17,16 @@ The published figures come from the Amazon S3 API Reference:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from unittest import mock
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.auth
 import botocore.config
 import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
@@ -431,16 +434,46 @@ class _Captured(Exception):
         self.request = request
 
 
-@pytest.fixture(scope="module", params=[ENDPOINT, "https://gw.test:9443"])
+_PY_SIGNERS = {"s3v4": S3SigV4Auth, "s3v4-query": S3SigV4QueryAuth}
+
+
+@contextlib.contextmanager
+def _signing(client: object) -> Iterator[None]:
+    """botocore's clock stopped at WHEN, and its pure-Python signer unless the client is a "crt" one.
+
+    With awscrt installed botocore signs through the CRT by default; users without
+    it sign in Python. Both must verify.
+    """
+
+    def clock(remove_tzinfo: bool = True) -> datetime:
+        return WHEN if remove_tzinfo else WHEN.replace(tzinfo=UTC)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch("botocore.auth.get_current_datetime", side_effect=clock))
+        if getattr(client, "signer", "python") == "crt":
+            stack.enter_context(mock.patch("botocore.crt.auth.get_current_datetime", side_effect=clock))
+        else:
+            stack.enter_context(mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, _PY_SIGNERS))
+        yield
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(url, signer) for signer in ("python", "crt") for url in (ENDPOINT, "https://gw.test:9443")],
+    ids=lambda p: "-".join(p),
+)
 def s3_client(request: pytest.FixtureRequest) -> object:
     """A real boto3 client whose requests are caught just before they would be sent.
 
     Over https botocore sends put_object as aws-chunked with an unsigned
     trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER); over http it signs the body.
     """
+    endpoint, signer = request.param
+    if signer == "crt" and not botocore.auth.HAS_CRT:
+        pytest.skip("awscrt is not installed: botocore signs in Python only")
     client = boto3.session.Session().client(
         "s3",
-        endpoint_url=request.param,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="AKIDBOTO",
         aws_secret_access_key=BOTO_KEYS["AKIDBOTO"],
@@ -455,6 +488,7 @@ def s3_client(request: pytest.FixtureRequest) -> object:
         raise _Captured(request)
 
     client.meta.events.register("before-send.s3", capture)
+    client.signer = signer  # type: ignore[attr-defined]
     return client
 
 
@@ -467,12 +501,13 @@ def _wire(captured: _Captured) -> SignedRequest:
     prepared = captured.request
     wire = urlsplit(prepared.url)  # type: ignore[attr-defined]
     pairs = [(n, _text(v)) for n, v in prepared.headers.items()]  # type: ignore[attr-defined]
-    pairs.append(("Host", wire.netloc))
+    if not any(n.lower() == "host" for n, _ in pairs):  # the CRT signer sets it itself
+        pairs.append(("Host", wire.netloc))
     return SignedRequest(prepared.method, wire.path, wire.query, pairs)  # type: ignore[attr-defined]
 
 
 def _call(fn: object, **kwargs: object) -> SignedRequest:
-    with mock.patch("botocore.auth.get_current_datetime", return_value=WHEN):
+    with _signing(getattr(fn, "__self__", None)):
         with pytest.raises(_Captured) as info:
             fn(**kwargs)  # type: ignore[operator]
     return _wire(info.value)
@@ -502,7 +537,7 @@ def test_boto3_client_requests_verify(s3_client: object, key: str) -> None:
 
 @pytest.mark.parametrize("key", TRICKY_KEYS)
 def test_boto3_generate_presigned_url_verifies(s3_client: object, key: str) -> None:
-    with mock.patch("botocore.auth.get_current_datetime", return_value=WHEN):
+    with _signing(s3_client):
         url = s3_client.generate_presigned_url(  # type: ignore[attr-defined]
             "get_object", Params={"Bucket": "bucket", "Key": key}, ExpiresIn=300
         )
