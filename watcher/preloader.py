@@ -1,18 +1,18 @@
 """What the watcher needs from the master (:class:`Preloader`), and its adapter over the Client.
 
 The watcher only starts, follows and cancels load jobs and manages protect holds. Keeping that
-to a small Protocol keeps the service independent of the rest of the client's surface.
+to a small Protocol keeps the service independent of the rest of the client's surface (and
+lets the scheduler's decisions be carried out against anything that offers these five calls).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..client import Client, JobInfo
+from ..client import Client, Job, JobInfo, NoSuchHold
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ class Preloader(Protocol):
         """Stop the job."""
 
     async def protect(self, hold: str, uris: Sequence[str]) -> bool:
-        """Keep the data under ``uris`` from eviction under ``hold``; False if unsupported."""
+        """Keep the data under ``uris`` from eviction under ``hold`` (created if needed)."""
 
     async def release(self, hold: str, *, evict_first: bool) -> bool:
-        """Release ``hold``; False if unsupported."""
+        """Release ``hold``; False if there was no such hold."""
 
 
 def load_path(uri: str) -> str:
@@ -65,32 +65,14 @@ def describe(info: JobInfo) -> str:
 
 
 class ClientPreloader:
-    """:class:`Preloader` over :class:`pipecache.client.Client`.
-
-    Protection needs the master's protect holds (``Client.protect``/``release`` and
-    ``load(hold=)``); against a client without them the watcher still preloads, and says once
-    in the log that nothing is protected from eviction.
-    """
+    """:class:`Preloader` over :class:`pipecache.client.Client` and the master's protect holds."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._jobs: dict[str, Any] = {}
-        self._load_takes_hold = "hold" in inspect.signature(client.load).parameters
-        self.protects = callable(getattr(client, "protect", None)) and callable(
-            getattr(client, "release", None)
-        )
-        if not (self.protects and self._load_takes_hold):
-            log.warning(
-                "this pipecache client has no protect holds: preloaded data is not protected "
-                "from eviction until the steps that need it have run"
-            )
+        self._jobs: dict[str, Job] = {}
 
     async def load(self, uris: Sequence[str], *, priority: int, hold: str | None) -> str:
-        paths = [load_path(u) for u in uris]
-        kw: dict[str, Any] = {"priority": priority}
-        if hold is not None and self._load_takes_hold:
-            kw["hold"] = hold
-        job = await self.client.load(*paths, **kw)
+        job = await self.client.load([load_path(u) for u in uris], priority=priority, hold=hold or "")
         self._jobs[job.id] = job
         return job.id
 
@@ -107,13 +89,14 @@ class ClientPreloader:
         await job.cancel()
 
     async def protect(self, hold: str, uris: Sequence[str]) -> bool:
-        if not self.protects:
-            return False
-        await self.client.protect(hold, [load_path(u) for u in uris])  # type: ignore[attr-defined]
+        await self.client.protect(hold, [load_path(u) for u in uris])
         return True
 
     async def release(self, hold: str, *, evict_first: bool) -> bool:
-        if not self.protects:
+        try:
+            await self.client.release(hold, evict_first=evict_first)
+        except NoSuchHold:
+            # Gone already (the master restarted, or an admin released it): nothing to do.
+            log.info("hold %s was already released", hold)
             return False
-        await self.client.release(hold, evict_first=evict_first)  # type: ignore[attr-defined]
         return True

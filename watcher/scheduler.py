@@ -11,7 +11,8 @@ Rules:
   what runs now (:func:`upcoming`), nearest first, as load jobs whose priority falls with the
   distance. A URI is submitted at most once per run: a step whose inputs were already
   submitted by an earlier step only protects them, and a step that learns new inputs later
-  (upstream outputs appear once the producer's driver ran) gets one job for the new ones only.
+  gets one job for the new ones only. Upstream outputs (known once the producer's driver
+  ran) are submitted when their step is ready, that is once the producer has finished.
 * Data an upcoming step needs is protected by a hold named after the run and step, released
   when that step finishes. When the run ends (succeeded, failed, deleted) its unfinished jobs are
   cancelled and its remaining holds released with ``evict_first`` so the run's data goes first.
@@ -194,7 +195,12 @@ class Scheduler:
             run.started.update(s.name for s in plan.steps if s.state == "running")
         actions += self._transitions(run, plan, now)
         for distance, step in upcoming(plan, self.lookahead):
-            actions += self._schedule(run, step.name, [i.uri for i in step.inputs], distance)
+            # An upstream output is known as soon as its producer's driver ran, but it is only
+            # complete once the producer finished: loading (or protecting, which resolves its
+            # paths once) earlier would find nothing. So those wait until the step is ready.
+            ready = step.state in ("ready", "running")
+            uris = [i.uri for i in step.inputs if i.source != "upstream" or ready]
+            actions += self._schedule(run, step.name, uris, distance)
         return actions
 
     def deleted(self, ref: RunRef) -> list[Action]:

@@ -52,11 +52,13 @@ class _Node:
 
 @dataclass
 class Started:
-    """A pod that started on this tick: the task path, its KFP role and what it will read."""
+    """A pod that started on this tick: the task path, its KFP role, what it will read and
+    the artifacts it will write."""
 
     path: tuple[str, ...]
     template: str
     inputs: list[str]
+    outputs: list[str] = field(default_factory=list)
 
 
 class ArgoSim:
@@ -138,7 +140,7 @@ class ArgoSim:
             else:
                 node = self.nodes[path] = _Node(path, task, template)
                 if "dag" not in template:
-                    started.append(Started(path, task["template"], self._start_pod(node)))
+                    started.append(Started(path, task["template"], *self._start_pod(node)))
             children[task["name"]] = self.nodes[path]
         if all(c is not None and c.phase in FINISHED for c in children.values()):
             dag.phase = "Succeeded" if all(c.phase in OK for c in children.values() if c) else "Failed"
@@ -158,32 +160,32 @@ class ArgoSim:
 
     # ---- pods -----------------------------------------------------------------------------
 
-    def _start_pod(self, node: _Node) -> list[str]:
-        """Outputs a pod will report, computed when it starts; the URIs the pod reads."""
+    def _start_pod(self, node: _Node) -> tuple[list[str], list[str]]:
+        """Outputs a pod will report, computed when it starts; the URIs it reads and writes."""
         args = _params(node.task)
         kind = node.task["template"]
         if kind == "system-container-driver":
             node.outputs = self._container_driver(node, args)
-            return []
+            return [], []
         if kind == "system-dag-driver":
             if args.get("runtime-config"):
                 self.runtime = json.loads(args["runtime-config"]).get("parameterValues", {})
             node.outputs = {"execution-id": str(len(self.nodes)), "iteration-count": "0", "condition": "true"}
-            return []
+            return [], []
         if kind == "system-importer":
             uri = self._importer_uri(args)
             self.art[(node.path[-1], "artifact")] = uri
-            return [uri]
+            return [uri] if uri else [], []
         if kind == "system-container-impl":
             patch = json.loads(
                 self._output(node.path[:-2] + (node.path[-2] + "-driver",), "pod-spec-patch") or "{}"
             )
-            return _patch_inputs(patch)
+            return _patch_artifacts(patch, "inputs"), _patch_artifacts(patch, "outputs")
         # KFP v1 / plain Argo container: outputs in the artifact repository.
         for art in node.template.get("outputs", {}).get("artifacts", []):
             key = f"artifacts/{self.name}/{node.path[-1]}/{art['name']}.tgz"
             node.artifacts.append({"name": art["name"], "s3": {"key": key}})
-        return []
+        return [], [f"s3://{self.bucket}/{a['s3']['key']}" for a in node.artifacts]
 
     def _finish_pod(self, node: _Node) -> None:
         task_name = node.path[-1] if node.path else ""
@@ -260,11 +262,11 @@ class ArgoSim:
             status["nodes"] = nodes
 
 
-def _patch_inputs(patch: dict[str, Any]) -> list[str]:
+def _patch_artifacts(patch: dict[str, Any], section: str) -> list[str]:
     for container in patch.get("containers", []):
         args = container.get("args", [])
         for flag, value in zip(args, args[1:], strict=False):
             if flag == "--executor_input":
-                arts = json.loads(value).get("inputs", {}).get("artifacts", {})
+                arts = json.loads(value).get(section, {}).get("artifacts", {})
                 return [a["uri"] for v in arts.values() for a in v.get("artifacts", [])]
     return []

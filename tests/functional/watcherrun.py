@@ -164,11 +164,13 @@ async def run_pipeline(
     read: Callable[[str], int],
     *,
     tick: float = 0.5,
+    write: Callable[[str], None] | None = None,
 ) -> PipelineRun:
     """Submit ``sim``'s workflow and advance it every ``tick`` seconds to the end.
 
-    Each pod that starts reads its inputs with ``read`` (through the gateway) right away; its hit
-    ratio is the share of the bytes served by the workers that came from a cache tier.
+    Each pod that starts reads its inputs with ``read`` (through the gateway) right away, then
+    writes its output artifacts with ``write``; its hit ratio is the share of the bytes the
+    workers served that came from a cache tier.
     """
     created = time.time()
     kube.put(sim.wf)
@@ -180,6 +182,8 @@ async def run_pipeline(
         for pod in started:
             if pod.inputs:
                 rows.append(await _read_step(cluster, pod.path, pod.inputs, read))
+            for uri in pod.outputs if write else ():
+                await asyncio.to_thread(write, uri)
     return PipelineRun(created, rows, time.time())
 
 

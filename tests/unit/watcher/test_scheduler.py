@@ -94,7 +94,8 @@ def test_upstream_inputs_learnt_later_get_one_more_job(own: Loader) -> None:
     # train runs now: its upstream input (prepare's features) is new, base-v1 was loaded already.
     assert got["train"] == ("s3://pipeline-root/prep-train/prep-train-7xk2p/prepare/features",)
     assert "importer" not in got and "import-base" not in got
-    assert got["evaluate"] == ("s3://pipeline-root/prep-train/prep-train-7xk2p/train/model",)
+    # evaluate reads train's model, known (train's driver ran) but not written yet: it waits.
+    assert "evaluate" not in got
     # Steps that finished release their holds (not evict-first: the run goes on).
     released = {a.hold: a.evict_first for a in actions if isinstance(a, Release)}
     assert released == {
@@ -209,3 +210,16 @@ def test_hold_names_stay_short_and_distinct() -> None:
     assert hold_name(RUN, "train") == "kfp:kubeflow-user/prep-train-7xk2p/train"
     a, b = hold_name(RUN, "x" * 300 + "a"), hold_name(RUN, "x" * 300 + "b")
     assert len(a) == len(b) == 256 and a != b
+
+
+def test_upstream_outputs_wait_for_their_producer(own: Loader) -> None:
+    s = Scheduler()
+    accept(s, s.observe(RUN, plan_workflow(named(own("v2_running.yaml"))), now=0.0))
+    done = named(own("v2_running.yaml"))
+    for node in done["status"]["nodes"].values():
+        if node["name"].endswith(".root.train") or node["name"].endswith(".root.train.executor"):
+            node["phase"] = "Succeeded"
+    plan = plan_workflow(done)
+    assert plan.step("evaluate").state == "ready"
+    got = {step: uris for step, uris, *_ in submits(s.observe(RUN, plan, now=1.0))}
+    assert got["evaluate"] == ("s3://pipeline-root/prep-train/prep-train-7xk2p/train/model",)
