@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 from argosim import ArgoSim  # noqa: E402
 from common import ACCESS_KEY, RESULTS, ROOT, SECRET_KEY, PcCluster  # noqa: E402
 from kubeapi import FakeKubeApi  # noqa: E402
-from pipecache.watcher.scheduler import Notify, RunEnded, StepStarted, Submit  # noqa: E402
+from pipecache.watcher.scheduler import Notify, Protect, Release, RunEnded, StepStarted, Submit  # noqa: E402
 from watcherrun import REAL_IMPORTER, PipelineRun, run_pipeline, until, watcher  # noqa: E402
 
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "kfp" / REAL_IMPORTER
@@ -74,7 +74,7 @@ def describe(action: object) -> str:
     if isinstance(action, Submit):
         return (
             f"preload submitted for step `{action.step}` (distance {action.distance}, "
-            f"priority {action.priority}): {', '.join(action.uris)}"
+            f"priority {action.priority}, hold `{action.hold}`): {', '.join(action.uris)}"
         )
     if isinstance(action, Notify) and action.reason in ("PreloadComplete", "PreloadFailed"):
         return f"{action.reason}: {action.message}"
@@ -83,6 +83,10 @@ def describe(action: object) -> str:
             f"inputs resident {action.lead:.2f} s ago" if action.lead is not None else "inputs not resident"
         )
         return f"watcher sees step `{action.step}` start ({lead})"
+    if isinstance(action, Protect):
+        return f"hold `{action.hold}` protects {', '.join(action.uris)} (loaded for another step)"
+    if isinstance(action, Release):
+        return f"hold `{action.hold}` released{' (evict first)' if action.evict_first else ''}"
     if isinstance(action, RunEnded):
         return f"run ended ({action.outcome})"
     return ""
