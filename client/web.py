@@ -122,6 +122,11 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds an idle keep-alive connection is kept (aiohttp's default, an hour, lets idle
+clients pile up file descriptors)."""
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -131,7 +136,7 @@ def _loopback(host: str) -> bool:
 
 async def serve(app: web.Application, host: str, port: int, *, name: str) -> None:
     """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
