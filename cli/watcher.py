@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Mapping
@@ -11,6 +13,8 @@ import click
 import yaml
 
 from ..watcher import WorkflowError, plan_workflow
+
+MASTER_ENV = "PIPECACHE_MASTER"
 
 MAX_FILE = 64 << 20  # a workflow in etcd is at most ~1.5 MiB; anything far bigger is a mistake
 
@@ -79,3 +83,88 @@ def plan(workflow: str, compact: bool) -> None:
             raise click.ClickException(f"{where}: {exc}") from None
     out = plans if collection else plans[0]
     click.echo(json.dumps(out, indent=None if compact else 2))
+
+
+@watcher.command("run")
+@click.option("--master", "master_url", required=True, envvar=MASTER_ENV, help="Master URL.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    envvar="PIPECACHE_KUBECONFIG",
+    default=None,
+    help="kubeconfig file (default: the pod's service account, in-cluster).",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Namespace to watch (repeatable; none: every namespace).",
+)
+@click.option(
+    "--lookahead",
+    type=click.IntRange(0, 100),
+    default=2,
+    show_default=True,
+    help="Preload the inputs of steps up to this many dependency hops ahead.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the metrics/health server.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9102,
+    show_default=True,
+    help="Port of /metrics, /healthz and /readyz.",
+)
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Append what the watcher does (preloads, holds, step starts) to FILE as JSON lines.",
+)
+@click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
+def run(
+    master_url: str,
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
+    lookahead: int,
+    host: str,
+    metrics_port: int,
+    timeline: str | None,
+    check_config: bool,
+) -> None:
+    """Watch Kubeflow pipeline runs (Argo Workflows) and preload what their next steps read."""
+    from ..watcher.kube import KubeError, WatchSettings
+    from ..watcher.service import WatcherSettings
+
+    s = WatcherSettings(
+        master=master_url,
+        lookahead=lookahead,
+        kubeconfig=kubeconfig,
+        host=host,
+        metrics_port=metrics_port,
+        watch=WatchSettings(namespaces=tuple(dict.fromkeys(namespaces))),
+    )
+    try:
+        s.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if check_config:
+        click.echo("watcher settings ok")
+        return
+    from ..watcher.app import run_watcher
+    from ..watcher.timeline import TimelineWriter
+
+    with contextlib.ExitStack() as stack:
+        hooks = []
+        if timeline is not None:
+            try:
+                out = stack.enter_context(open(timeline, "a", encoding="utf-8"))
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {timeline}: {exc}") from None
+            hooks.append(TimelineWriter(out))
+        try:
+            asyncio.run(run_watcher(s, hooks=hooks))
+        except KubeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            pass

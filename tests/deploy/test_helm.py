@@ -586,6 +586,22 @@ def test_watcher_and_rbac_only_when_enabled(render: Render) -> None:
         }
 
 
+def test_watcher_serves_probes_and_metrics(render: Render) -> None:
+    if not render.value("watcher.enabled", False):
+        pytest.skip("watcher not enabled in this values file")
+    wl = render.workload("watcher")
+    c = _container(wl)
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["http"]
+    assert port == render.value("watcher.metricsPort", 9102)
+    assert _flag(c, "metrics-port") == str(port) and _flag(c, "host") == "0.0.0.0"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    annotations = wl["spec"]["template"]["metadata"].get("annotations", {})
+    if render.value("metrics.podAnnotations", True):
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
 def test_service_monitor_only_when_enabled(render: Render) -> None:
     monitors = render.kinds("ServiceMonitor")
     if not render.value("metrics.serviceMonitor.enabled", False):

@@ -27,9 +27,10 @@ async def test_config_names_the_under_store(cluster: PcCluster) -> None:
 
 async def test_put_overwrite_delete_are_seen_at_once(s3, cluster: PcCluster) -> None:  # type: ignore[no-untyped-def]
     # metadata_ttl long enough that only invalidation can explain fresh reads.
-    async with connect(cluster.master, metadata_ttl=60.0) as pc, connect(
-        cluster.master, metadata_ttl=0.0
-    ) as other:
+    async with (
+        connect(cluster.master, metadata_ttl=60.0) as pc,
+        connect(cluster.master, metadata_ttl=0.0) as other,
+    ):
         await pc.create_bucket("client-writes")
         v1 = os.urandom(MiB + 3)
         info = await pc.put("client-writes", "obj", v1, content_type="text/plain", metadata={"a": "1"})

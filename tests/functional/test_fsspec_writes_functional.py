@@ -139,7 +139,7 @@ def frame(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "id": range(seed * 1000, seed * 1000 + n),
-            "name": [f"item {rng.randrange(10**6)}, \"quoted\"" for _ in range(n)],
+            "name": [f'item {rng.randrange(10**6)}, "quoted"' for _ in range(n)],
             "score": [rng.random() for _ in range(n)],
         }
     )

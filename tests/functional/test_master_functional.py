@@ -137,8 +137,14 @@ async def call(client: Client, path: str, body: Message | bytes | Any = None) ->
 
 async def register(client: Client, wid: str, blocks: list[str]) -> None:
     status, reply = await call(
-        client, REGISTER, {"worker_id": wid, "address": f"http://{wid}:9100", "blocks": blocks,
-                           "capacity": {"memory": 1 << 30}},
+        client,
+        REGISTER,
+        {
+            "worker_id": wid,
+            "address": f"http://{wid}:9100",
+            "blocks": blocks,
+            "capacity": {"memory": 1 << 30},
+        },
     )
     assert status == 200, reply
     assert reply["worker_id"] == wid
@@ -188,7 +194,8 @@ async def test_register_heartbeat_and_locate(client: Client) -> None:
     assert reply == {"worker_id": "w3", "heartbeat_interval": 1.0, "ufs": "http://127.0.0.1:1"}
 
     status, reply = await call(
-        client, HEARTBEAT,
+        client,
+        HEARTBEAT,
         {"worker_id": "w1", "added": [bid(4)], "removed": [bid(2)], "usage": {"memory": 77}},
     )
     assert (status, reply) == (200, {"commands": []})
@@ -196,7 +203,10 @@ async def test_register_heartbeat_and_locate(client: Client) -> None:
     status, reply = await call(client, LOCATE, {"ids": [bid(n) for n in (1, 2, 3, 4, 5)]})
     assert status == 200
     assert reply["locations"] == {
-        bid(1): ["w1"], bid(2): ["w2"], bid(3): ["w2"], bid(4): ["w1"],
+        bid(1): ["w1"],
+        bid(2): ["w2"],
+        bid(3): ["w2"],
+        bid(4): ["w1"],
     }
     status, reply = await call(client, WORKERS)
     assert [w["worker_id"] for w in reply["workers"]] == ["w1", "w2", "w3"]
@@ -321,8 +331,12 @@ async def test_stat_is_cached(client: Client, store: FakeStore) -> None:
     status, first = await call(client, STAT, {"bucket": "data", "key": "dir/b.bin"})
     assert status == 200
     assert first == {
-        "bucket": "data", "key": "dir/b.bin", "size": 5 * MiB, "etag": "eb",
-        "last_modified": 1_700_000_000.0, "block_size": MiB,
+        "bucket": "data",
+        "key": "dir/b.bin",
+        "size": 5 * MiB,
+        "etag": "eb",
+        "last_modified": 1_700_000_000.0,
+        "block_size": MiB,
     }
     status, second = await call(client, STAT, {"bucket": "data", "key": "dir/b.bin"})
     assert (status, second) == (200, first)

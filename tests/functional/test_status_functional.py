@@ -50,7 +50,9 @@ def bucket(s3: Any) -> str:
 def report(c: PcCluster) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "pipecache.cli", "report", "--json", "--master", c.master],
-        check=True, capture_output=True, timeout=30,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     data: dict[str, Any] = json.loads(out.stdout)
     return data
@@ -115,7 +117,10 @@ def test_report_counts_hits_misses_and_understore_bytes(
     # And the text output carries the same figures.
     text = subprocess.run(
         [sys.executable, "-m", "pipecache.cli", "report", "--master", c.master],
-        check=True, capture_output=True, text=True, timeout=30,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
     ).stdout
     assert text.startswith("cluster: 2 workers") and "hit ratio" in text and "w0  http://127.0.0.1:" in text
 
@@ -145,10 +150,23 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it with apt-get when root)")
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=90, check=True,
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
         )
 
 

@@ -81,9 +81,7 @@ async def test_head(store: S3UnderStore, bucket: str, s3: Any) -> None:
     ("start", "length"),
     [(0, 1), (0, len(DATA)), (len(DATA) - 1, 1), (1000, 4096), (65535, 2), (5, len(DATA) - 5)],
 )
-async def test_get_range_exact_bytes(
-    store: S3UnderStore, bucket: str, start: int, length: int
-) -> None:
+async def test_get_range_exact_bytes(store: S3UnderStore, bucket: str, start: int, length: int) -> None:
     etag = (await store.head(bucket, "blob.bin")).etag
     got = await store.get_range(bucket, "blob.bin", start, length, etag)
     assert got == DATA[start : start + length]

@@ -162,9 +162,7 @@ StartWorker = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def start_worker(
-    tmp_path: Path, master: tuple[FakeMaster, TestServer]
-) -> AsyncIterator[StartWorker]:
+async def start_worker(tmp_path: Path, master: tuple[FakeMaster, TestServer]) -> AsyncIterator[StartWorker]:
     """Start a worker app (closed at the end); keyword arguments override its settings."""
     clients: list[Client] = []
 
@@ -313,9 +311,7 @@ async def test_ssd_tier_is_served_with_sendfile(
     calls: list[tuple[int, int | None]] = []
     real_sendfile = loop.sendfile
 
-    async def spy(
-        transport: Any, file: Any, offset: int = 0, count: int | None = None, **kw: Any
-    ) -> int:
+    async def spy(transport: Any, file: Any, offset: int = 0, count: int | None = None, **kw: Any) -> int:
         calls.append((offset, count))
         if sender == "loop-without-sendfile":  # as uvloop: AbstractEventLoop.sendfile
             raise NotImplementedError
@@ -345,9 +341,7 @@ async def test_ssd_hit_is_promoted_in_the_background(start_worker: StartWorker, 
     assert headers[H_TIER] == "memory" and body == obj.block(0)
 
 
-async def test_corrupt_ssd_block_is_refetched(
-    start_worker: StartWorker, obj: Obj, tmp_path: Path
-) -> None:
+async def test_corrupt_ssd_block_is_refetched(start_worker: StartWorker, obj: Obj, tmp_path: Path) -> None:
     client = await start_worker(promote_on_hit=False)
     await _make_resident(client, obj, "ssd")
     flip_byte(block_path(str(tmp_path / "worker" / "blocks"), obj.bid(0)), HEADER_SIZE + 1234)
@@ -372,9 +366,7 @@ async def test_head_reports_residency_without_fetching(worker: Client, obj: Obj)
     assert metric(worker, text, "pipecache_ufs_requests_total") == 1
 
 
-async def test_block_larger_than_every_tier_passes_through(
-    start_worker: StartWorker, obj: Obj
-) -> None:
+async def test_block_larger_than_every_tier_passes_through(start_worker: StartWorker, obj: Obj) -> None:
     client = await start_worker(memory_bytes=1000, ssd_bytes=0)
     for _ in range(2):
         status, body, headers = await get(client, obj, 0)
@@ -389,9 +381,7 @@ async def test_empty_object(worker: Client, ufs_root: Path) -> None:
     etag = (await ufs.head(BUCKET, "empty")).etag
     await ufs.close()
     ref = BlockRef(BUCKET, "empty", etag, 0, 0, BS)
-    async with worker.get(
-        f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()
-    ) as r:
+    async with worker.get(f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()) as r:
         assert r.status == 200 and await r.read() == b"" and r.headers[H_BLOCK_LENGTH] == "0"
 
 
@@ -465,9 +455,7 @@ async def test_changed_object_is_412(worker: Client, obj: Obj, ufs_root: Path) -
 
 async def test_missing_key_is_404(worker: Client, obj: Obj) -> None:
     ref = obj.ref(0, key="nope")
-    async with worker.get(
-        f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()
-    ) as r:
+    async with worker.get(f"{BLOCKS}/{ref.block_id()}", params=ref.to_query()) as r:
         assert r.status == 404 and ErrorBody.unpack(await r.read()).code == "NoSuchKey"
 
 
@@ -532,9 +520,7 @@ async def test_restart_keeps_the_worker_id_and_reports_ssd_blocks(
     first = await start_worker()
     for i in range(3):
         await get(first, obj, i)
-    on_ssd = {
-        b for b in (obj.bid(0), obj.bid(1), obj.bid(2)) if store_of(first).tier_of(b) == "ssd"
-    }
+    on_ssd = {b for b in (obj.bid(0), obj.bid(1), obj.bid(2)) if store_of(first).tier_of(b) == "ssd"}
     assert obj.bid(0) in on_ssd
     wid = first.app[WORKER_ID]  # type: ignore[index]
     await first.close()

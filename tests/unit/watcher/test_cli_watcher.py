@@ -99,3 +99,33 @@ def test_plan_on_real_compiled_pipeline() -> None:
         ("importer-2", "pending"),
         ("train-2", "pending"),
     ]
+
+
+# ---- watcher run ----------------------------------------------------------------------------
+
+
+def test_run_check_config_accepts_the_chart_flags() -> None:
+    args = ["run", "--master=http://pc-master:9000", "--namespace=a", "--namespace=b", "--lookahead=3"]
+    result = CliRunner().invoke(watcher, [*args, "--host=0.0.0.0", "--metrics-port=9102", "--check-config"])
+    assert result.exit_code == 0 and "watcher settings ok" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--master=pc-master:9000"], "--master must be an http(s) URL"),
+        (["--master=http://m:9000", "--namespace=Bad_NS"], "is not a Kubernetes namespace name"),
+        (["--master=http://m:9000", "--lookahead=-1"], "Invalid value for '--lookahead'"),
+    ],
+)
+def test_run_refuses_bad_settings(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(watcher, ["run", *args, "--check-config"])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_run_with_a_broken_kubeconfig_says_so(tmp_path: Path) -> None:
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    result = CliRunner().invoke(watcher, ["run", "--master=http://127.0.0.1:9", f"--kubeconfig={cfg}"])
+    assert result.exit_code == 1
+    assert "cannot load Kubernetes configuration" in result.output and "Traceback" not in result.output

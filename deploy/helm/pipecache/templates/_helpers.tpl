@@ -113,22 +113,30 @@ checksum/credentials: {{ omit .ctx.Values.credentials "existingSecret" | toJson 
 Liveness and readiness probes on GET /health of the container's "http" port.
 */}}
 {{- define "pipecache.probes" -}}
+{{- include "pipecache.httpProbes" (dict "ctx" . "live" "/health" "ready" "/health") }}
+{{- end }}
+
+{{/*
+Liveness and readiness probes on the "http" port: GET .live and GET .ready.
+*/}}
+{{- define "pipecache.httpProbes" -}}
+{{- $p := .ctx.Values.probes }}
 livenessProbe:
   httpGet:
-    path: /health
+    path: {{ .live }}
     port: http
-  initialDelaySeconds: {{ .Values.probes.liveness.initialDelaySeconds }}
-  periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
-  timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
-  failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+  initialDelaySeconds: {{ $p.liveness.initialDelaySeconds }}
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
 readinessProbe:
   httpGet:
-    path: /health
+    path: {{ .ready }}
     port: http
-  initialDelaySeconds: {{ .Values.probes.readiness.initialDelaySeconds }}
-  periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
-  timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
-  failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+  initialDelaySeconds: {{ $p.readiness.initialDelaySeconds }}
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
 {{- end }}
 
 {{/*

@@ -1,0 +1,26 @@
+"""``--timeline FILE``: what the watcher did, one JSON object per line, for reading a run back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import IO, Any
+
+from .scheduler import Action
+
+
+def record(action: Action, t: float) -> dict[str, Any]:
+    """``{"t": seconds since the epoch, "action": "Submit", "run": "ns/name", ...fields}``."""
+    fields = {f.name: getattr(action, f.name) for f in dataclasses.fields(action) if f.name != "run"}
+    return {"t": round(t, 3), "action": type(action).__name__, "run": action.run.key, **fields}
+
+
+class TimelineWriter:
+    """An action hook appending :func:`record` lines to an open text file (flushed per line)."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def __call__(self, action: Action, t: float) -> None:
+        self.out.write(json.dumps(record(action, t), default=list) + "\n")
+        self.out.flush()
