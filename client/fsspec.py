@@ -43,7 +43,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fsspec.asyn import AbstractAsyncStreamedFile, AsyncFileSystem, sync, sync_wrapper
+from fsspec.asyn import AbstractAsyncStreamedFile, AsyncFileSystem, _run_coros_in_chunks, sync, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import stringify_path
@@ -542,6 +542,28 @@ class PipecacheFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is u
                 await pc.delete(bucket, key)
             else:
                 await pc.delete_bucket(bucket)
+
+    async def _rm(
+        self,
+        path: str | list[str],
+        recursive: bool = False,
+        batch_size: int | None = None,
+        maxdepth: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Objects first, concurrently; then the buckets among the paths, once empty.
+
+        fsspec's own ``_rm`` deletes everything at once, so a bucket's delete could
+        race its objects' and find it not yet empty.
+        """
+        paths = await self._expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        objects = [p for p in paths if self.split_path(p)[1]]
+        buckets = [p for p in paths if not self.split_path(p)[1]]
+        await _run_coros_in_chunks(
+            [self._rm_file(p) for p in objects], batch_size=batch_size or self.batch_size, nofiles=True
+        )
+        for b in buckets:
+            await self._rm_file(b)
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         """Copy inside the under-store (the bytes do not pass through here)."""
