@@ -113,21 +113,29 @@ def boto_reader(endpoint: str, readers: int) -> Callable[[str], int]:
 
 
 def fsspec_reader(protocol: str, endpoint: str, cache: Path) -> Callable[[str], int]:
+    import threading
+
     import fsspec
 
-    fs = fsspec.filesystem(
-        protocol,
-        target_protocol="s3",
-        target_options={
-            "key": ACCESS_KEY,
-            "secret": SECRET_KEY,
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        },
-        cache_storage=str(cache),
-    )
+    local = threading.local()  # fsspec's caching filesystems are not safe to share across threads
+
+    def fs():  # type: ignore[no-untyped-def]
+        if not hasattr(local, "fs"):
+            local.fs = fsspec.filesystem(
+                protocol,
+                target_protocol="s3",
+                target_options={
+                    "key": ACCESS_KEY,
+                    "secret": SECRET_KEY,
+                    "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+                },
+                cache_storage=str(cache),
+                skip_instance_cache=True,
+            )
+        return local.fs
 
     def read(key: str) -> int:
-        with fs.open(f"{BUCKET}/{key}", "rb") as f:
+        with fs().open(f"{BUCKET}/{key}", "rb") as f:
             n = 0
             while chunk := f.read(MiB):
                 n += len(chunk)
