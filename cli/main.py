@@ -96,6 +96,12 @@ def main(verbose: int) -> None:
     show_default=True,
     help="Most load-job bytes in flight per worker.",
 )
+@click.option(
+    "--data-dir",
+    default=None,
+    envvar="PIPECACHE_MASTER_DATA_DIR",
+    help="Folder for the journal that keeps load jobs across restarts (default: none, in memory only).",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def master(
     host: str,
@@ -108,11 +114,13 @@ def master(
     consistency: str,
     load_window: int,
     load_window_bytes: int,
+    data_dir: str | None,
     check_config: bool,
 ) -> None:
     """Run the master: workers, block locations, object metadata, load jobs."""
     from ..client.web import serve
     from ..master import MasterSettings, make_app
+    from ..master.journal import JournalError
 
     s = MasterSettings(
         host=host,
@@ -125,12 +133,16 @@ def master(
         consistency=consistency,
         load_window=load_window,
         load_window_bytes=load_window_bytes,
+        data_dir=data_dir or None,
     )
     _check_or_fail(s.validate)
     if check_config:
         click.echo("master settings ok")
         return
-    _run_service(lambda: serve(make_app(s), host, port, name="master"))
+    try:
+        _run_service(lambda: serve(make_app(s), host, port, name="master"))
+    except JournalError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

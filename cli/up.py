@@ -123,7 +123,7 @@ def run_up(
     try:
         m = cluster.spawn(
             "master", "master", "--host", HOST, "--port", str(master_port), "--ufs", ufs,
-            "--consistency", consistency,
+            "--consistency", consistency, "--data-dir", str(data / "master"),
         )  # fmt: skip
         wait_healthy(master_url, m)
         for i in range(n_workers):

@@ -87,6 +87,7 @@ from ..client.web import (
     token_middleware,
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
+from .durable import Durable, JobsProvider, created_body, finished_body
 from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
@@ -196,6 +197,8 @@ class Master:
     jobs: JobManager = field(default_factory=JobManager)
     listings: set[asyncio.Task[None]] = field(default_factory=set)
     """Background listings of new load jobs (cancelled at shutdown)."""
+    durable: Durable = field(default_factory=Durable)
+    """What survives a restart (journaled under ``settings.data_dir``, if set)."""
     holds: HoldService = field(init=False)
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
 
@@ -293,12 +296,35 @@ class Master:
         if req.hold:  # first: a refused hold starts no job
             self.holds.open_for_load(req.hold, req.paths)
         job = self.jobs.create(req.paths, req.priority, time.monotonic())
-        task = asyncio.create_task(guard(self._list_job(job, req.hold), f"listing of {job.id}"))
-        self.listings.add(task)
-        task.add_done_callback(self.listings.discard)
+        job.hold = req.hold
+        self.durable.record("jobs", "created", created_body(job, _epoch_offset()))
+        self._list_in_background(job)
         return job
 
-    async def _list_job(self, job: Job, hold: str = "") -> None:
+    def _list_in_background(self, job: Job) -> None:
+        task = asyncio.create_task(guard(self._list_job(job), f"listing of {job.id}"))
+        self.listings.add(task)
+        task.add_done_callback(self.listings.discard)
+
+    def resume_jobs(self) -> None:
+        """Re-list the jobs a restart interrupted (blocks already resident count once reported)."""
+        for job in self.jobs.jobs():
+            if job.state != "listing":
+                continue
+            log.info("load job %s: resumed after a restart", job.id)
+            if job.hold:  # holds are not journaled: open it again (unless the name is now taken)
+                try:
+                    self.holds.open_for_load(job.hold, job.paths)
+                except BadRequest as exc:
+                    log.warning("load job %s: hold %r not reopened: %s", job.id, job.hold, exc.message)
+            self._list_in_background(job)
+
+    def journal_finished(self) -> None:
+        """Journal the jobs that finished since the last call (their final counters)."""
+        for job in self.jobs.take_finished():
+            self.durable.record("jobs", "finished", finished_body(job, _epoch_offset()))
+
+    async def _list_job(self, job: Job) -> None:
         try:
             objects: list[ObjectInfo] = []
             for path in job.paths:
@@ -307,10 +333,12 @@ class Master:
                     return
         except CacheError as exc:
             self.jobs.fail(job, f"{exc.code}: {exc.message}", time.monotonic())
+            self.journal_finished()
             return
-        if hold:  # before planning: the first load tasks go out with their pins
-            self.holds.join(hold, objects)
+        if job.hold:  # before planning: the first load tasks go out with their pins
+            self.holds.join(job.hold, objects)
         self.jobs.plan(job, objects, self.state.workers(), self.state.locate, time.monotonic())
+        self.journal_finished()  # all blocks may have been resident already
         log.info(
             "load job %s: %d objects, %d blocks (%d already resident)",
             job.id,
@@ -351,6 +379,7 @@ class Master:
         if not jobs.active:
             return []
         jobs.expire(self.state.workers(), now)
+        self.journal_finished()
         return [LoadTask.of(ref) for ref in jobs.dispatch(req.worker_id, now)]
 
     def sweep(self, now: float) -> list[str]:
@@ -393,6 +422,7 @@ async def register(request: web.Request) -> web.Response:
     m.holds.on_register(req)
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
+        m.journal_finished()
     log.info("worker %s registered at %s with %d blocks", req.worker_id, req.address, len(req.blocks))
     s = m.settings
     return _reply(RegisterReply(req.worker_id, s.heartbeat_interval, s.ufs))
@@ -434,6 +464,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     req = await read_message(request, JobRequest)
     job = m.get_job(req.job_id)
     m.jobs.cancel(job, time.monotonic())
+    m.journal_finished()
     return _reply(m.job_info(job))
 
 
@@ -569,6 +600,27 @@ def _understore_ctx(owned: bool) -> Callable[[web.Application], AsyncIterator[No
     return ctx
 
 
+async def _durable_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Replay the journal (then resume interrupted jobs) at startup; checkpoint at shutdown."""
+    m = app[MASTER]
+    data_dir = m.settings.data_dir
+    if data_dir is None:
+        log.warning("no data dir: load jobs are kept in memory only and lost when the master stops")
+    else:
+        n = m.durable.open(data_dir)
+        log.info("journal in %s: replayed %d records, %d jobs known", data_dir, n, len(m.jobs.jobs()))
+        m.resume_jobs()
+    try:
+        yield
+    finally:
+        m.durable.close()
+
+
+def _epoch_offset() -> float:
+    """Seconds to add to the monotonic clock to get seconds since the epoch."""
+    return time.time() - time.monotonic()
+
+
 async def _sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(guard(_sweep_forever(app[MASTER]), "liveness sweep"))
     try:
@@ -602,7 +654,9 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
         client_max_size=MAX_BODY,
     )
     app[MASTER] = master
+    master.durable.register("jobs", JobsProvider(master.jobs, _epoch_offset))
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
+    app.cleanup_ctx.append(_durable_ctx)  # after the under-store: resumed jobs list it
     app.cleanup_ctx.append(_sweep_ctx)
     app.router.add_post(REGISTER, register)
     app.router.add_post(HEARTBEAT, heartbeat)

@@ -66,6 +66,8 @@ class Job:
     priority: int
     created: float
     """Seconds on the manager's clock."""
+    hold: str = ""
+    """Name of the hold its blocks join (empty: none)."""
     state: str = "listing"
     updated: float = 0.0
     reason: str = ""
@@ -141,6 +143,8 @@ class JobManager:
         self._in_flight: dict[str, dict[tuple[str, str], _Task]] = {}
         """Worker id -> its sent, unreported tasks, keyed by (job id, block id)."""
         self._seq = 0
+        self._finished: list[Job] = []
+        """Jobs finished since the last ``take_finished`` (for the journal)."""
 
     # ---- jobs -------------------------------------------------------------------
 
@@ -151,6 +155,29 @@ class JobManager:
         job._sample(now)
         self._jobs[job.id] = job
         return job
+
+    def restore(self, job: Job) -> None:
+        """Put back a job known from before a restart (finished, or ``listing`` to be re-listed).
+
+        New ids continue after the highest id seen.
+        """
+        self._jobs[job.id] = job
+        num = job.id.removeprefix("job-")
+        if num.isdigit():
+            self._seq = max(self._seq, int(num))
+
+    def take_finished(self) -> list[Job]:
+        """Jobs that finished (done, failed or cancelled) since the last call."""
+        out, self._finished = self._finished, []
+        return out
+
+    def prune(self, keep: int) -> list[str]:
+        """Forget all but the ``keep`` newest finished jobs; the ids forgotten."""
+        finished = [j for j in self.jobs() if j.finished]
+        gone = [j.id for j in finished[: max(0, len(finished) - keep)]]
+        for jid in gone:
+            del self._jobs[jid]
+        return gone
 
     @property
     def active(self) -> bool:
@@ -170,6 +197,7 @@ class JobManager:
             return
         self._drop_tasks(job)
         job.state, job.reason, job.updated = "failed", reason, now
+        self._finished.append(job)
 
     def cancel(self, job: Job, now: float) -> None:
         """Stop dispatching the job's blocks; a finished job is left as it is."""
@@ -177,6 +205,7 @@ class JobManager:
             return
         self._drop_tasks(job)
         job.state, job.updated = "cancelled", now
+        self._finished.append(job)
 
     def plan(
         self, job: Job, objects: list[ObjectInfo], workers: list[WorkerInfo], locate: Locate, now: float
@@ -365,6 +394,7 @@ class JobManager:
             job.updated = now
             job.queues.clear()
             job.retries.clear()
+            self._finished.append(job)
 
     def _unsend(self, task: _Task) -> None:
         sent = self._in_flight.get(task.worker)

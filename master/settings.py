@@ -60,6 +60,9 @@ class MasterSettings:
     load_window_bytes: int = 512 * 1024 * 1024
     """Most load-job bytes sent to one worker and not yet reported resident."""
 
+    data_dir: str | None = None
+    """Folder of the journal that keeps load jobs across restarts (None: kept in memory only)."""
+
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
         scheme = urlsplit(self.ufs).scheme
@@ -90,6 +93,8 @@ class MasterSettings:
         self.consistency_mode()
         if self.load_window <= 0 or self.load_window_bytes <= 0:
             raise ValueError("load_window and load_window_bytes must be > 0")
+        if self.data_dir is not None and not self.data_dir:
+            raise ValueError("data_dir must be a folder path (or None for no journal)")
         if self.metadata_max_entries < 0:
             raise ValueError(f"metadata_max_entries must be >= 0, got {self.metadata_max_entries}")
 
@@ -131,6 +136,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metadata_max_entries": int,
     "load_window": int,
     "load_window_bytes": int,
+    "data_dir": lambda raw: raw or None,  # an empty variable means no journal
 }
 
 

@@ -65,3 +65,13 @@ def test_from_env_errors() -> None:
         MasterSettings.from_env({})
     with pytest.raises(ValueError, match="PIPECACHE_MASTER_PORT='x'"):
         MasterSettings.from_env({"PIPECACHE_UFS": "file:///x", "PIPECACHE_MASTER_PORT": "x"})
+
+
+def test_data_dir_from_env_and_empty_means_no_journal() -> None:
+    s = MasterSettings.from_env({"PIPECACHE_UFS": "s3://", "PIPECACHE_MASTER_DATA_DIR": "/var/lib/pc"})
+    assert s.data_dir == "/var/lib/pc"
+    empty = {"PIPECACHE_UFS": "s3://", "PIPECACHE_MASTER_DATA_DIR": ""}
+    assert MasterSettings.from_env(empty).data_dir is None
+    assert MasterSettings.from_env({"PIPECACHE_UFS": "s3://"}).data_dir is None
+    with pytest.raises(ValueError, match="data_dir"):
+        MasterSettings(ufs="s3://", data_dir="").validate()
