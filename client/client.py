@@ -323,10 +323,18 @@ class Client(HoldsApi):
         return self._candidates
 
     async def _refresh_workers(self) -> None:
+        """Background refresh; a master that is down or just restarted leaves the list as it was."""
         try:
-            await self.workers()
+            reply = await call(self.session, self.master + p.WORKERS, p.WorkersReply, timeout=self._t(None))
         except CacheError as exc:
             log.warning("worker list refresh failed: %s", exc)
+            return
+        if reply.workers or not self._candidates:
+            self._set_workers(reply.workers)
+        else:
+            # A restarted master knows no worker until they re-register (a beat or two):
+            # the workers we know still serve, and a dead one is skipped at read time.
+            self._workers_at = time.monotonic()
 
     # ---- writes -----------------------------------------------------------
     #

@@ -76,6 +76,8 @@ class PcCluster:
     n_workers: int = 2
     master_args: tuple[str, ...] = FAST_TEST_MASTER_ARGS
     """Extra master flags; benchmarks pass () to run with the defaults users get."""
+    master_journal: bool = True
+    """Give the master a data dir (root/master), so load jobs survive ``restart_master``."""
     procs: Cluster = field(default_factory=Cluster)
     workers: list[Worker] = field(default_factory=list)
     master_port: int = 0
@@ -126,16 +128,13 @@ class PcCluster:
         return url, proc
 
     def start_master(self) -> None:
-        """Start the master (again, after ``stop_master``: same port, same flags)."""
+        """Start the master (again, after ``stop_master``: same port, same flags, same journal)."""
+        journal = ("--data-dir", str(self.root / "master")) if self.master_journal else ()
         self.master_proc = self.procs.spawn(
             "master",
             "master",
-            "--port",
-            str(self.master_port),
-            "--ufs",
-            self.ufs,
-            "--block-size",
-            self.block_size,
+            *("--port", str(self.master_port), "--ufs", self.ufs, "--block-size", self.block_size),
+            *journal,
             *self.master_args,
         )
         wait_healthy(self.master, self.master_proc)
@@ -143,6 +142,11 @@ class PcCluster:
     def stop_master(self, sig: int = signal.SIGTERM) -> None:
         self._stop(self.master_proc, sig)
         self.master_proc = None
+
+    def restart_master(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the master (killed outright by default: nothing flushed) and start a new one."""
+        self.stop_master(sig)
+        self.start_master()
 
     def start_worker(self, w: Worker) -> None:
         w.proc = self.procs.spawn(
