@@ -433,6 +433,7 @@ def test_master_statefulset_and_journal_volume(render: Render) -> None:
     c = _container(wl)
     assert _flag(c, "ufs") == render.value("ufs.uri", "s3://")
     assert {"name": "data", "mountPath": "/var/lib/pipecache"} in c["volumeMounts"]
+    assert _flag(c, "data-dir") == "/var/lib/pipecache/journal"  # the journal lives on that volume
     claims = wl["spec"].get("volumeClaimTemplates", [])
     if render.value("master.persistence.enabled", True):
         assert [t["metadata"]["name"] for t in claims] == ["data"]
