@@ -95,6 +95,7 @@ def test_up_serves_the_aws_cli_and_stops_cleanly(tmp_path: Path) -> None:
         proc.stdout.close()
     assert code == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert (tmp_path / "pc" / "master" / "snapshot").is_file()  # the master's journal, checkpointed at stop
 
 
 def test_up_passes_tenants_and_consistency_through(tmp_path: Path) -> None:
