@@ -1,11 +1,18 @@
 """What of the master survives a restart: named providers journaled in one folder.
 
 A provider owns one piece of durable state (``jobs`` here; holds, mounts or
-pins may join). It journals its events through ``Durable.record(name, verb,
-body)``, gives ``snapshot()`` at a checkpoint, and on start gets back
-``restore(its snapshot)`` then ``apply(verb, body)`` for each of its records
-written after it, in order. Block locations are not journaled: workers
-re-register with full block reports after a restart.
+pins may join). It gives ``snapshot()`` at a checkpoint and on start gets back
+``restore(its snapshot)``, then its records written after it, in order. Two
+ways to journal a change:
+
+- ``Durable.record(name, verb, body)`` for an event; the provider must then be
+  an ``EventProvider`` whose ``apply(verb, body)`` redoes it (load jobs: a
+  record per job created or finished, whatever the history size);
+- ``Durable.save(name)`` journals the provider's whole ``snapshot()``, replayed
+  through ``restore``: no ``apply`` needed, right for small state.
+
+Block locations are not journaled: workers re-register with full block
+reports after a restart.
 
 Without a data folder nothing is written and nothing is restored.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .jobs import Job, JobManager
 from .journal import Journal, Record
@@ -28,6 +35,11 @@ JOB_HISTORY = 1000
 """Finished jobs kept (and journaled) for ``pipecache jobs``; the oldest are forgotten."""
 
 
+SNAPSHOT_VERB = "snapshot"
+"""Verb of the records ``save`` writes (never an event verb)."""
+
+
+@runtime_checkable
 class Provider(Protocol):
     """One named piece of durable state."""
 
@@ -36,6 +48,11 @@ class Provider(Protocol):
 
     def restore(self, snapshot: Any) -> None:
         """Replace the state with a ``snapshot()`` taken before a restart."""
+
+
+@runtime_checkable
+class EventProvider(Provider, Protocol):
+    """A provider that journals events with ``Durable.record``."""
 
     def apply(self, verb: str, body: Any) -> None:
         """Redo one journaled event (raise KeyError, TypeError or ValueError if malformed)."""
@@ -72,9 +89,19 @@ class Durable:
 
     def record(self, name: str, verb: str, body: Any) -> None:
         """Journal one event of provider ``name`` (nothing without a journal)."""
+        if verb == SNAPSHOT_VERB:
+            raise ValueError(f"{SNAPSHOT_VERB!r} is kept for save()")
+        self._append(f"{name}/{verb}", body)
+
+    def save(self, name: str) -> None:
+        """Journal the whole state of provider ``name`` (nothing without a journal)."""
+        if self.journal is not None:
+            self._append(f"{name}/{SNAPSHOT_VERB}", self.providers[name].snapshot())
+
+    def _append(self, kind: str, body: Any) -> None:
         if self.journal is None:
             return
-        self.journal.append(f"{name}/{verb}", body)
+        self.journal.append(kind, body)
         if self.journal.appended >= self.checkpoint_every:
             self.checkpoint()
 
@@ -96,7 +123,12 @@ class Durable:
             log.warning("journal record %r: no provider %r, skipped", rec.kind, name)
             return
         try:
-            provider.apply(verb, rec.body)
+            if verb == SNAPSHOT_VERB:
+                provider.restore(rec.body)
+            elif isinstance(provider, EventProvider):
+                provider.apply(verb, rec.body)
+            else:
+                raise ValueError(f"provider {name!r} takes no events")
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("journal record %r is malformed (%r), skipped", rec.kind, exc)
 

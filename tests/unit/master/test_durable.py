@@ -67,7 +67,10 @@ def test_jobs_survive_a_restart(tmp_path: Path, close: bool) -> None:
     a.jobs.plan(pending, [ObjectInfo("b", "x/1", 10, "e", 0.0, block_size=BS)], W, nowhere, 6.0)
     before = a.infos()
     if close:
-        a.durable.close()  # else: as if killed, records only
+        a.durable.close()
+    else:  # as if killed: records only, no checkpoint
+        assert a.durable.journal is not None
+        a.durable.journal.close()
 
     b = Side(tmp_path, offset=OFFSET + 50.0)  # a new process: its monotonic clock differs
     assert b.replayed == (0 if close else 7)
@@ -120,3 +123,36 @@ def test_no_journal_records_nothing() -> None:
     d.close()
     with pytest.raises(ValueError):
         d.register("jobs", JobsProvider(JobManager(), lambda: OFFSET))
+
+
+class Counts:
+    """A snapshot-only provider (no ``apply``): journaled whole with ``Durable.save``."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def restore(self, snapshot: Any) -> None:
+        self.counts = {str(k): int(v) for k, v in snapshot.items()}
+
+
+def test_a_snapshot_only_provider_joins_with_save(tmp_path: Path) -> None:
+    def side() -> tuple[Durable, Counts]:
+        d, c = Durable(), Counts()
+        d.register("counts", c)
+        d.open(tmp_path)
+        return d, c
+
+    d, c = side()
+    c.counts["a"] = 1
+    d.save("counts")
+    c.counts["a"] = 2
+    d.save("counts")
+    c.counts["b"] = 3  # never saved: lost, as a change not yet journaled must be
+    with pytest.raises(ValueError):
+        d.record("counts", "snapshot", {})
+    assert d.journal is not None
+    d.journal.close()  # killed: no checkpoint at exit
+    assert side()[1].counts == {"a": 2}
