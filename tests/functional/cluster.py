@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,3 +212,26 @@ def make_bucket(s3, name: str) -> str:  # type: ignore[no-untyped-def]
         if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
     return name
+
+
+def running(c: PcCluster) -> Iterator[PcCluster]:
+    """Body of a cluster fixture: ``c`` started, then stopped when the fixture's scope ends."""
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+def gateway_client(cluster: PcCluster):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at ``cluster``'s gateway (one attempt per call)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=cluster.gateway,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )

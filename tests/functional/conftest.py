@@ -11,18 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, gateway_client, running  # noqa: E402
 from pipecache.client.fsspec import PipecacheFileSystem  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def cluster(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcCluster]:
     """Master, two workers (small memory tier, SSD tier) and the gateway, in front of moto."""
-    c = PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("cluster"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    yield from running(PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +30,7 @@ def gw_env() -> dict[str, str]:
 @pytest.fixture
 def gw(cluster: PcCluster):  # type: ignore[no-untyped-def]
     """A boto3 S3 client pointed at the gateway."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=cluster.gateway,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    return gateway_client(cluster)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster
+from cluster import PcCluster, gateway_client, running
 from pipecache.client import ClientOptions, connect
 from pipecache.client.protocol import JobInfo, ObjectInfo
 
@@ -23,11 +23,7 @@ UFS_BYTES = "pipecache_ufs_read_bytes_total"
 @pytest.fixture(scope="module")
 def restart_cluster(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcCluster]:
     """A cluster of its own: these tests kill its master."""
-    c = PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("restart"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    yield from running(PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("restart")))
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +148,7 @@ async def test_locations_rebuilt_and_reads_go_on_across_a_restart(
 
 @pytest.fixture
 def gw(restart_cluster: PcCluster):  # type: ignore[no-untyped-def]
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=restart_cluster.gateway,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    return gateway_client(restart_cluster)
 
 
 def test_unusable_data_dir_stops_the_master_with_a_clear_error(tmp_path: Path) -> None:
