@@ -87,7 +87,7 @@ from ..client.web import (
     token_middleware,
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
-from .durable import Durable, JobsProvider, created_body, finished_body
+from .durable import JOB_HISTORY, Durable, JobsProvider, created_body, finished_body
 from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
@@ -321,8 +321,11 @@ class Master:
 
     def journal_finished(self) -> None:
         """Journal the jobs that finished since the last call (their final counters)."""
-        for job in self.jobs.take_finished():
+        finished = self.jobs.take_finished()
+        for job in finished:
             self.durable.record("jobs", "finished", finished_body(job, _epoch_offset()))
+        if finished:
+            self.jobs.prune(JOB_HISTORY)  # the same bound as after a restart
 
     async def _list_job(self, job: Job) -> None:
         try:

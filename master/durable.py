@@ -101,9 +101,13 @@ class Durable:
     def _append(self, kind: str, body: Any) -> None:
         if self.journal is None:
             return
-        self.journal.append(kind, body)
-        if self.journal.appended >= self.checkpoint_every:
-            self.checkpoint()
+        try:
+            self.journal.append(kind, body)
+            if self.journal.appended >= self.checkpoint_every:
+                self.checkpoint()
+        except OSError as exc:
+            # A full or failing disk must not stop the cache: the event is lost to a restart.
+            log.error("journal %s: %r not written: %s", self.journal.path, kind, exc)
 
     def checkpoint(self) -> None:
         if self.journal is not None:

@@ -156,3 +156,12 @@ def test_a_snapshot_only_provider_joins_with_save(tmp_path: Path) -> None:
     assert d.journal is not None
     d.journal.close()  # killed: no checkpoint at exit
     assert side()[1].counts == {"a": 2}
+
+
+def test_a_failing_disk_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a = Side(tmp_path)
+    assert a.durable.journal is not None
+    a.durable.journal.close()  # every later write fails with EBADF
+    with caplog.at_level(logging.ERROR, logger="pipecache.master.durable"):
+        a.create(["b/p"])
+    assert "'jobs/created' not written" in caplog.text

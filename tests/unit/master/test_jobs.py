@@ -258,3 +258,26 @@ def test_a_late_report_after_a_timeout_completes_the_block_and_is_not_retried() 
     m.expire(W, 3.0)  # the second times out again: given up, the first is not
     assert job.state == "failed" and list(job.failed) == [("b", sent[1].key)]
     assert (job.blocks_resident, job.objects_done) == (1, 1)
+
+
+def test_finished_jobs_are_handed_out_once_and_history_is_bounded() -> None:
+    m = JobManager()
+    done, _ = start(m, [obj("a", 0)])  # nothing to load: done at once
+    cancelled = m.create(["b/c"], 0, 1.0)
+    m.cancel(cancelled, 2.0)
+    failed = m.create(["b/f"], 0, 3.0)
+    m.fail(failed, "listing failed", 4.0)
+    m.create(["b/open"], 0, 5.0)
+    assert [j.id for j in m.take_finished()] == [done.id, cancelled.id, failed.id]
+    assert m.take_finished() == []
+    assert m.prune(2) == [done.id]  # the oldest finished; unfinished jobs are never pruned
+    assert [j.id for j in m.jobs()] == ["job-2", "job-3", "job-4"]
+
+
+def test_restored_jobs_keep_their_ids_and_new_ids_follow() -> None:
+    from pipecache.master.jobs import Job
+
+    m = JobManager()
+    m.restore(Job("job-41", ["b/x"], 0, 0.0))
+    m.restore(Job("job-7", ["b/y"], 0, 0.0))
+    assert m.create(["b/z"], 0, 1.0).id == "job-42"

@@ -195,6 +195,26 @@ def test_a_crash_at_any_checkpoint_step_replays_to_the_same_state(
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("journal-")]) == 1
 
 
+def test_a_failed_append_leaves_no_torn_frame_before_later_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    j, _, _ = Journal.open(tmp_path)
+    j.append("k/v", 1)
+    real_write = os.write
+
+    def disk_full(fd: int, data: bytes) -> int:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jmod.os, "write", disk_full)
+    with pytest.raises(OSError):
+        j.append("k/v", 2)
+    monkeypatch.undo()
+    j.append("k/v", 3)
+    j.close()
+    assert [r.body for r in _reopen(tmp_path)[1]] == [1, 3]
+
+
 def test_a_damaged_snapshot_is_an_error_not_an_empty_state(tmp_path: Path) -> None:
     j, _, _ = Journal.open(tmp_path)
     j.checkpoint({"n": 1})
