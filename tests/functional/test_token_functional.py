@@ -68,18 +68,9 @@ def test_probes_and_metrics_need_no_token(tc: PcCluster) -> None:
 
 @pytest.fixture
 def gw(tc: PcCluster):  # type: ignore[no-untyped-def]
-    import boto3
-    from botocore.config import Config
-    from cluster import ACCESS_KEY, SECRET_KEY
+    from cluster import gateway_client
 
-    return boto3.client(
-        "s3",
-        endpoint_url=tc.gateway,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    return gateway_client(tc)
 
 
 def test_encoded_paths_do_not_get_around_the_check(tc: PcCluster) -> None:
