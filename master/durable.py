@@ -78,9 +78,9 @@ class Durable:
         Ends with a checkpoint, so the journal starts short and pruned state is dropped.
         """
         journal, snapshot, records = Journal.open(path, sync=sync)
-        for name, provider in self.providers.items():
+        for name in self.providers:
             if name in snapshot:
-                provider.restore(snapshot[name])
+                self._apply(Record(f"{name}/{SNAPSHOT_VERB}", snapshot[name]))
         for rec in records:
             self._apply(rec)
         self.journal = journal

@@ -165,3 +165,18 @@ def test_a_failing_disk_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogC
     with caplog.at_level(logging.ERROR, logger="pipecache.master.durable"):
         a.create(["b/p"])
     assert "'jobs/created' not written" in caplog.text
+
+
+def test_an_unreadable_snapshot_part_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pipecache.master.journal import Journal
+
+    j, _, _ = Journal.open(tmp_path)
+    j.checkpoint({"jobs": [{"id": "job-1"}], "counts": {"a": 1}})  # a job entry without paths
+    j.close()
+    d, c = Durable(), Counts()
+    d.register("counts", c)
+    d.register("jobs", JobsProvider(JobManager(), lambda: OFFSET))
+    with caplog.at_level(logging.WARNING, logger="pipecache.master.durable"):
+        d.open(tmp_path)
+    assert c.counts == {"a": 1}
+    assert "'jobs/snapshot' is malformed" in caplog.text
