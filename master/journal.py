@@ -13,8 +13,8 @@ Theory of operation
    is removed on open.
 3. **Checkpoint** to ``N+1``: create ``journal-(N+1)`` empty and fsync the
    folder; write ``snapshot.tmp`` naming ``N+1``, fsync it, rename it over
-   ``snapshot``, fsync the folder; then append to ``journal-(N+1)`` and unlink
-   ``journal-N``. A crash before the rename leaves the old snapshot and its
+   ``snapshot``; from then on append to ``journal-(N+1)``; fsync the folder
+   and unlink ``journal-N``. A crash before the rename leaves the old snapshot and its
    full journal; after it, the new snapshot and an empty (or missing)
    journal: both replay to the same state, so no step can lose or double a
    record.
@@ -191,13 +191,14 @@ class Journal:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path / SNAPSHOT)
-            _fsync_dir(self.path)
         except BaseException:
             os.close(new_fd)
             raise
+        # The snapshot names journal-(N+1) now: appends must go there, whatever fails next.
         old_fd, old = self._fd, self.number
         self._fd, self.number, self.appended, self._size = new_fd, nxt, 0, 0
         os.close(old_fd)
+        _fsync_dir(self.path)
         (self.path / _journal_name(old)).unlink(missing_ok=True)
 
     def close(self) -> None:

@@ -152,8 +152,10 @@ class Crash(Exception):
 def test_a_crash_at_any_checkpoint_step_replays_to_the_same_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: int
 ) -> None:
-    """Kill the checkpoint before each of its steps: the folder replays to the same state."""
-    j, _, _ = Journal.open(tmp_path)
+    """Stop the checkpoint before each of its steps: the folder as it is then (a crash) and the
+    journal still in use (an error) both replay to the same state."""
+    live, crashed_copy = tmp_path / "live", tmp_path / "crashed"
+    j, _, _ = Journal.open(live)
     j.checkpoint({"n": 1})
     j.append("k/v", "a")
     j.append("k/v", "b")
@@ -173,26 +175,26 @@ def test_a_crash_at_any_checkpoint_step_replays_to_the_same_state(
     monkeypatch.setattr(jmod.os, "replace", boom("replace"))
     monkeypatch.setattr(jmod.Path, "unlink", boom("unlink"))
     # fsync_dir, replace, fsync_dir, unlink: step 4 lets the checkpoint finish.
-    crashed = True
     try:
         j.checkpoint({"n": 1, "folded": ["a", "b"]})
         crashed = False
     except Crash:
-        pass
+        crashed = True
     monkeypatch.undo()
-    j.close()
-    state, recs = _reopen(tmp_path)
-    if step < 2:  # not renamed yet: the old snapshot and both records
-        assert crashed and (state, [r.body for r in recs]) == ({"n": 1}, ["a", "b"])
-    else:  # renamed: the new snapshot, nothing after it
-        assert (state, recs) == ({"n": 1, "folded": ["a", "b"]}, [])
     assert crashed == (step < 4)
-    # Whatever happened, a reopened journal takes appends that replay after the state.
-    j, _, _ = Journal.open(tmp_path)
-    j.append("k/v", "c")
+    shutil.copytree(live, crashed_copy)  # what a crash at this step leaves on disk
+    old, new = ({"n": 1}, ["a", "b"]), ({"n": 1, "folded": ["a", "b"]}, [])
+    expected = old if step < 2 else new  # the rename is the commit point
+
+    state, recs = _reopen(crashed_copy)
+    assert (state, [r.body for r in recs]) == expected
+    j.append("k/v", "after")  # the journal in use still takes appends, in the right file
     j.close()
-    assert _reopen(tmp_path)[1][-1] == Record("k/v", "c")
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("journal-")]) == 1
+    state, recs = _reopen(live)
+    assert (state, [r.body for r in recs]) == (expected[0], [*expected[1], "after"])
+    for folder in (live, crashed_copy):  # leftovers of the interrupted checkpoint are gone
+        assert len([p for p in folder.iterdir() if p.name.startswith("journal-")]) == 1
+        assert not (folder / "snapshot.tmp").exists()
 
 
 def test_a_failed_append_leaves_no_torn_frame_before_later_records(
