@@ -103,15 +103,21 @@ class Durable:
             return
         try:
             self.journal.append(kind, body)
-            if self.journal.appended >= self.checkpoint_every:
-                self.checkpoint()
         except OSError as exc:
             # A full or failing disk must not stop the cache: the event is lost to a restart.
             log.error("journal %s: %r not written: %s", self.journal.path, kind, exc)
+            return
+        if self.journal.appended >= self.checkpoint_every:
+            self.checkpoint()
 
     def checkpoint(self) -> None:
-        if self.journal is not None:
+        """Fold the journal into a snapshot (on failure the journal just grows: retried later)."""
+        if self.journal is None:
+            return
+        try:
             self.journal.checkpoint({n: p.snapshot() for n, p in self.providers.items()})
+        except OSError as exc:
+            log.error("journal %s: checkpoint failed, records kept: %s", self.journal.path, exc)
 
     def close(self) -> None:
         """Checkpoint and close (a clean shutdown replays nothing)."""
