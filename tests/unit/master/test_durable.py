@@ -31,8 +31,9 @@ class Side:
         self.offset = offset
         self.replayed = self.durable.open(path)
 
-    def create(self, paths: list[str], priority: int = 0, now: float = 1.0) -> Job:
+    def create(self, paths: list[str], priority: int = 0, now: float = 1.0, hold: str = "") -> Job:
         job = self.jobs.create(paths, priority, now)
+        job.hold = hold
         self.durable.record("jobs", "created", created_body(job, self.offset))
         return job
 
@@ -63,7 +64,7 @@ def test_jobs_survive_a_restart(tmp_path: Path, close: bool) -> None:
     failed = a.create(["s3://nobucket/"])
     a.jobs.fail(failed, "NoSuchBucket: gone", 5.0)
     a.settle()
-    pending = a.create(["s3://b/x/", "b/y"], priority=7)
+    pending = a.create(["s3://b/x/", "b/y"], priority=7, hold="run-7/step-3")
     a.jobs.plan(pending, [ObjectInfo("b", "x/1", 10, "e", 0.0, block_size=BS)], W, nowhere, 6.0)
     before = a.infos()
     if close:
@@ -87,6 +88,7 @@ def test_jobs_survive_a_restart(tmp_path: Path, close: bool) -> None:
         before[3].created,
     )
     assert p.blocks_total == 0  # re-planned from a fresh listing, never double counted
+    assert b.jobs.get("job-4").hold == "run-7/step-3"  # type: ignore[union-attr]
     assert b.jobs.create(["b/z"], 0, 1.0).id == "job-5"
 
 
