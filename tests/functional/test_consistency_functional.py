@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, make_bucket, metric_sum
+from cluster import PcCluster, gateway_client, make_bucket, metric_sum
 
 MiB = 1024 * 1024
 BUCKET = "consistency"
@@ -31,15 +30,7 @@ def clients(mode_cluster, moto_server: str) -> Iterator[tuple]:  # type: ignore[
     _, c = mode_cluster
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     make_bucket(s3, BUCKET)
-    gw = boto3.client(
-        "s3",
-        endpoint_url=c.gateway,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-    yield s3, gw
+    yield s3, gateway_client(c)
 
 
 def read(gw, key: str) -> bytes | None:  # type: ignore[no-untyped-def]
