@@ -203,7 +203,9 @@ class Master:
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
 
     def __post_init__(self) -> None:
-        self.holds = HoldService(self.state, self._objects_under)
+        # Holds are journaled whole at each change: they change on operator and watcher
+        # requests (a few a minute), not per read.
+        self.holds = HoldService(self.state, self._objects_under, changed=lambda: self.durable.save("holds"))
 
     @property
     def store(self) -> UnderStore:
@@ -312,7 +314,7 @@ class Master:
             if job.state != "listing":
                 continue
             log.info("load job %s: resumed after a restart", job.id)
-            if job.hold:  # holds are not journaled: open it again (unless the name is now taken)
+            if job.hold:  # joins its journaled hold (or opens it again, unless the name is now taken)
                 try:
                     self.holds.open_for_load(job.hold, job.paths)
                 except BadRequest as exc:
@@ -658,6 +660,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     )
     app[MASTER] = master
     master.durable.register("jobs", JobsProvider(master.jobs, _epoch_offset))
+    master.durable.register("holds", master.holds.registry)
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_durable_ctx)  # after the under-store: resumed jobs list it
     app.cleanup_ctx.append(_sweep_ctx)

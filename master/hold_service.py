@@ -52,6 +52,8 @@ class HoldService:
     objects_under: ObjectsUnder
     registry: HoldRegistry = field(default_factory=HoldRegistry)
     clock: Callable[[], float] = time.time
+    changed: Callable[[], None] = lambda: None
+    """Called after every change of the holds (the master journals the registry)."""
 
     # ---- requests -----------------------------------------------------------------
 
@@ -60,12 +62,14 @@ class HoldService:
         ids = await self._resolve(req.paths)  # before creating: a bad path creates nothing
         hold = self.registry.create(req.name, req.kind, req.paths, self.clock(), req.ttl)
         self._send(self.registry.add_blocks(hold.name, ids, self.state.locate, self._owners()))
+        self.changed()
         return self.info(hold)
 
     def release(self, req: ReleaseRequest) -> HoldInfo:
         """End a hold; its blocks become ordinary (or first to go, with ``evict_first``)."""
         hold, cmds = self.registry.remove(req.name, self.state.locate, evict_first=req.evict_first)
         self._send(cmds)
+        self.changed()
         return self.info(hold, "released")
 
     async def free(self, req: FreeRequest) -> FreeReply:
@@ -81,6 +85,7 @@ class HoldService:
         name = "ttl:" + " ".join(req.paths)
         hold = self.registry.create(name, "ttl", req.paths, self.clock(), req.seconds)
         self.registry.add_blocks(name, ids, self.state.locate)
+        self.changed()
         return self.info(hold)
 
     def infos(self) -> list[HoldInfo]:
@@ -98,12 +103,14 @@ class HoldService:
         if kind not in KEEPING:
             raise BadRequest(f"{name!r} names a {kind} entry: a load can only join a pin or protection")
         self.registry.create(name, kind, paths, self.clock())
+        self.changed()
 
     def join(self, name: str, objects: list[ObjectInfo]) -> None:
         """A load job listed ``objects``: every block of them joins its hold."""
         if self.registry.holds_named(name) is None:
             return  # released while the job was listing
         self._send(self.registry.add_blocks(name, object_blocks(objects), self.state.locate))
+        self.changed()
 
     # ---- worker events --------------------------------------------------------------
 
@@ -136,9 +143,12 @@ class HoldService:
 
     def sweep(self) -> None:
         """End the holds whose time is up (unpin, or free for "ttl" entries)."""
-        for done in self.registry.expire(self.clock(), self.state.locate):
+        expired = self.registry.expire(self.clock(), self.state.locate)
+        for done in expired:
             log.info("%s hold %r expired (%d blocks)", done.hold.kind, done.hold.name, len(done.hold.blocks))
             self._send(done.commands)
+        if expired:
+            self.changed()
 
     # ---- internals --------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ async def test_load_job_survives_a_kill_mid_job(
         assert info.state == "running" and info.blocks_resident < N_OBJECTS, info
         c.restart_master(signal.SIGKILL)
         final = await _wait(pc, job.id)
-        # Holds are not journaled, but the resumed job opens its own again and joins it.
+        # The resumed job joins its hold again (journaled with it).
         (hold,) = [h for h in await pc.holds() if h.name == "restart-run"]
     assert final.state == "done", final
     assert final.priority == 3 and final.paths == ["s3://restart/many/"]
@@ -110,6 +110,33 @@ async def test_finished_jobs_survive_kill_and_clean_restart(
         assert again.id == f"job-{newest + 1}"
         assert (await _wait(pc, again.id)).state == "done"
     assert sorted(p.name for p in (c.root / "master").iterdir())[-1] == "snapshot"
+
+
+async def test_pins_and_ttls_survive_a_kill(
+    restart_cluster: PcCluster, small_objects: dict[str, bytes]
+) -> None:
+    c = restart_cluster
+    async with connect(c.master) as pc:
+        pinned = await pc.pin("s3://restart/many/000", name="keep-these")
+        await pc.set_ttl("s3://restart/many/001", 3600)
+        await (await pc.load("s3://restart/many/000")).wait()
+        before = {h.name: h for h in await pc.holds()}
+        c.restart_master(signal.SIGKILL)
+        after = {h.name: h for h in await pc.holds()}
+        assert after.keys() == before.keys()
+        for name, h in before.items():
+            a = after[name]
+            assert (a.kind, a.paths, a.blocks, a.expires) == (h.kind, h.paths, h.blocks, h.expires)
+        assert after["keep-these"].blocks == pinned.blocks == 10
+        # The workers registered again and got their pins back: every pinned block is resident
+        # and pinned on a worker.
+        deadline = time.monotonic() + 15
+        while c.worker_sum("pipecache_worker_pinned_blocks") < 10:
+            assert time.monotonic() < deadline, "pins were not re-sent after the restart"
+            await asyncio.sleep(0.1)
+        await pc.unpin("keep-these")
+        c.restart_master(signal.SIGKILL)
+        assert "keep-these" not in {h.name for h in await pc.holds()}
 
 
 async def test_locations_rebuilt_and_reads_go_on_across_a_restart(
