@@ -31,6 +31,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/hits.py $(ARGS)
 	$(BIN)/python bench/faraway.py
+	$(BIN)/python bench/eviction.py
+	$(BIN)/python bench/master_scale.py
 
 # Ten minutes of verified reads and writes with a worker killed midway (the suite runs 20 s of it).
 soak: $(STAMP)
