@@ -273,12 +273,35 @@ class CliCase:
     env: tuple[tuple[str, str], ...]
 
 
+def _secret_mounts(
+    render: Render, workload: dict[str, Any], container: dict[str, Any], stem: str
+) -> dict[str, str]:
+    """Files of the container's Secret volumes, written under build/ as the kubelet would
+    mount them: mount path -> local folder."""
+    secrets = _secrets(render)
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+    out = {}
+    for m in container.get("volumeMounts", []):
+        source = volumes.get(m["name"], {}).get("secret")
+        if source is None:
+            continue
+        folder = BUILD / "mounts" / stem / _component(workload) / m["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        data = secrets[source["secretName"]]
+        for item in source.get("items") or [{"key": k, "path": k} for k in data]:
+            (folder / item["path"]).write_text(data[item["key"]])
+        out[m["mountPath"]] = str(folder)
+    return out
+
+
 def _cli_cases(renders: dict[str, Render]) -> Iterator[CliCase]:
     for stem, r in renders.items():
         for wl in r.kinds(*WORKLOAD_KINDS):
             for c in wl["spec"]["template"]["spec"]["containers"]:
                 env = _container_env(r, wl, c)
                 args = _cli_args(c, env)
+                for mount, local in _secret_mounts(r, wl, c, stem).items():
+                    args = [a.replace(mount, local) for a in args]
                 yield CliCase(stem, _component(wl), tuple(args), tuple(sorted(env.items())))
 
 
@@ -555,6 +578,20 @@ def test_every_component_carries_the_cluster_token(render: Render) -> None:
         assert token and len(token) >= 32
         given = render.value("credentials.clusterToken", "")
         assert token == given or not given
+
+
+def test_tenants_domains_and_consistency_reach_the_services(render: Render) -> None:
+    gateway = _container(render.workload("gateway"))
+    tenants = bool(render.value("credentials.tenants") or render.value("gateway.tenants"))
+    assert (_flag(gateway, "tenants") is not None) == tenants
+    mounts = {m["name"]: m for m in gateway.get("volumeMounts", [])}
+    assert ("tenants" in mounts) == tenants
+    if tenants:
+        assert _flag(gateway, "tenants") == mounts["tenants"]["mountPath"] + "/tenants.yaml"
+    domains = [a.split("=", 1)[1] for a in gateway["args"] if a.startswith("--domain=")]
+    assert domains == render.value("gateway.domains", [])
+    master = _container(render.workload("master"))
+    assert _flag(master, "consistency") == (render.value("master.consistency") or None)
 
 
 def test_watcher_and_rbac_only_when_enabled(render: Render) -> None:
