@@ -13,10 +13,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -75,6 +74,7 @@ from ..client.protocol import (
     pack,
     split_path,
 )
+from ..client.singleflight import SingleFlight
 from ..client.ufs.base import UnderStore
 from ..client.web import (
     cluster_token,
@@ -97,48 +97,6 @@ from .state import ClusterState
 from .status import render_status
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class SingleFlight(Generic[K, V]):
-    """Concurrent calls for one key share one running task (and its result or error)."""
-
-    def __init__(self) -> None:
-        self._running: dict[K, asyncio.Task[V]] = {}
-
-    def __len__(self) -> int:
-        return len(self._running)
-
-    async def run(self, key: K, fn: Callable[[], Coroutine[Any, Any, V]]) -> V:
-        task = self._running.get(key)
-        if task is None:
-            task = asyncio.create_task(fn())
-            self._running[key] = task
-            task.add_done_callback(lambda t: self._done(key, t))
-        # Shielded: one caller giving up must not cancel the fetch the others await.
-        return await asyncio.shield(task)
-
-    def keys(self) -> list[K]:
-        """The keys with a task running (a copy)."""
-        return list(self._running)
-
-    def forget(self, key: K) -> None:
-        """Let the next call for ``key`` start afresh instead of joining a running task."""
-        self._running.pop(key, None)
-
-    def _done(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._running.get(key) is task:
-            del self._running[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: no "never retrieved" noise if every caller left
-
-    async def close(self) -> None:
-        """Cancel whatever is still running (at shutdown)."""
-        tasks = list(self._running.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +183,7 @@ class Master:
             self.metrics.metadata_cache.labels("hit").inc()
             return info
         self.metrics.metadata_cache.labels("miss").inc()
-        return await self.stats.run((bucket, key), lambda: self._head(bucket, key))
+        return await self.stats.do((bucket, key), lambda: self._head(bucket, key))
 
     async def _head(self, bucket: str, key: str) -> ObjectInfo:
         self.metrics.ufs_requests.labels("head").inc()

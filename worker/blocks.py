@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from ..client.protocol import BlockRef
+from ..client.singleflight import SingleFlight
 from ..client.ufs.base import UnderStore
 from ..tiering.blocks import BlockId, block_extent, is_block_id
 from ..tiering.errors import (
@@ -39,7 +40,6 @@ from ..tiering.errors import (
 from ..tiering.ssd import SsdHandle
 from ..tiering.store import TieredStore
 from .metrics import WorkerMetrics
-from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pipecache.worker.singleflight import SingleFlight
+from pipecache.client.singleflight import SingleFlight
 
 
 async def test_concurrent_calls_share_one_run() -> None:

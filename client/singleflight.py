@@ -35,6 +35,15 @@ class SingleFlight(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._tasks
 
+    def keys(self) -> list[K]:
+        """The keys with work in flight (a copy)."""
+        return list(self._tasks)
+
+    def forget(self, key: K) -> None:
+        """Let the next call for ``key`` start afresh instead of joining the run in flight
+        (which goes on for those already waiting)."""
+        self._tasks.pop(key, None)
+
     async def do(self, key: K, work: Callable[[], Coroutine[Any, Any, V]]) -> V:
         """Return the result of ``work()``, sharing a run already in flight for ``key``.
 
