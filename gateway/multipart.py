@@ -21,7 +21,7 @@ from .s3 import requests as s3r
 from .s3 import sigv4
 from .s3 import xml as s3x
 from .tenants import Tenant
-from .writes import MAX_XML_BODY, UploadBody, copy_source, s3_error, user_metadata
+from .writes import MAX_XML_BODY, UploadBody, readable_copy_source, s3_error, user_metadata
 
 MAX_PART = 5 * 1024**3
 """Largest part, as in S3."""
@@ -92,12 +92,7 @@ async def upload_part_copy(
 ) -> web.Response:
     """UploadPartCopy: a part made of (a range of) another object, read through the cache."""
     number, upload_id = part_number(query), _one(query, "uploadId")
-    try:
-        src_bucket, src_key = copy_source(request.headers["x-amz-copy-source"])
-    except UnicodeDecodeError:
-        raise s3e.InvalidArgument("Copy Source is not valid UTF-8") from None
-    if not may_read(src_bucket, src_key):
-        raise s3e.AccessDenied()
+    src_bucket, src_key = readable_copy_source(request, may_read)
     if any(h.lower().startswith("x-amz-copy-source-if") for h in request.headers):
         raise s3e.S3NotImplemented("conditional copies are not supported")
     try:

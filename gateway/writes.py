@@ -208,6 +208,17 @@ def copy_source(header: str) -> tuple[str, str]:
     return bucket, key
 
 
+def readable_copy_source(request: web.Request, may_read: Callable[[str, str], bool]) -> tuple[str, str]:
+    """The request's copy source, which the caller must be allowed to read (AccessDenied if not)."""
+    try:
+        bucket, key = copy_source(request.headers["x-amz-copy-source"])
+    except UnicodeDecodeError:
+        raise s3e.InvalidArgument("Copy Source is not valid UTF-8") from None
+    if not may_read(bucket, key):
+        raise s3e.AccessDenied()
+    return bucket, key
+
+
 async def copy_object(
     request: web.Request, client: Client, bucket: str, key: str, may_read: Callable[[str, str], bool]
 ) -> web.Response:
@@ -215,12 +226,7 @@ async def copy_object(
 
     ``may_read``: whether the caller may read the source (AccessDenied if not).
     """
-    try:
-        src_bucket, src_key = copy_source(request.headers["x-amz-copy-source"])
-    except UnicodeDecodeError:
-        raise s3e.InvalidArgument("Copy Source is not valid UTF-8") from None
-    if not may_read(src_bucket, src_key):
-        raise s3e.AccessDenied()
+    src_bucket, src_key = readable_copy_source(request, may_read)
     if request.headers.get("x-amz-metadata-directive", "COPY").upper() != "COPY":
         raise s3e.S3NotImplemented("x-amz-metadata-directive REPLACE is not supported")
     if any(h.lower().startswith("x-amz-copy-source-if") for h in request.headers):
