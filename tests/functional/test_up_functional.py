@@ -15,6 +15,13 @@ import pytest
 from cluster import free_port
 
 
+def _start_up(tmp_path: Path, gateway_port: int, *flags: str) -> subprocess.Popen[str]:
+    """`pipecache up` with its state under ``tmp_path``; its banner and output on stdout."""
+    cmd = [sys.executable, "-m", "pipecache.cli", "up", "--data-dir", str(tmp_path / "pc")]
+    cmd += ["--gateway-port", str(gateway_port), *flags]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
 def _read_banner(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     assert proc.stdout is not None
     lines: list[str] = []
@@ -31,24 +38,7 @@ def _read_banner(proc: subprocess.Popen[str], timeout: float = 60) -> str:
 
 def test_up_serves_the_aws_cli_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipecache.cli",
-            "up",
-            "--data-dir",
-            str(tmp_path / "pc"),
-            "--gateway-port",
-            str(port),
-            "--memory",
-            "32MiB",
-            "--ssd",
-            "64MiB",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_up(tmp_path, port, "--memory", "32MiB", "--ssd", "64MiB")
     try:
         banner = _read_banner(proc)
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -107,29 +97,11 @@ def test_up_passes_tenants_and_consistency_through(tmp_path: Path) -> None:
     reader_key = "{access_key: READER, secret_key: reader-secret}"
     tenants.write_text(f"tenants:\n  demo-reader:\n    keys: [{reader_key}]\n    read: [demo]\n")
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipecache.cli",
-        "up",
-        "--data-dir",
-        str(tmp_path / "pc"),
-        "--gateway-port",
-        str(port),
-    ]
-    cmd += [
-        "--memory",
-        "32MiB",
-        "--ssd",
-        "0",
-        "--workers",
-        "1",
-        "--tenants",
-        str(tenants),
-        "--consistency",
-        "always",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = _start_up(
+        tmp_path, port,
+        "--memory", "32MiB", "--ssd", "0", "--workers", "1",
+        "--tenants", str(tenants), "--consistency", "always",
+    )  # fmt: skip
     try:
         banner = _read_banner(proc)
         assert "consistency always" in banner and f"tenants: {tenants}" in banner
