@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 
@@ -63,6 +64,25 @@ class ClientOptions:
     """The cluster token sent to the master and workers (default: $PIPECACHE_CLUSTER_TOKEN)."""
     ufs: str | None = None
     """Under-store URI for writes (None: the master's, read from its config on first write)."""
+
+
+Chunks = list[bytes | memoryview]
+"""A block span as the pieces it arrived in (socket chunks, or one view of a local block)."""
+
+
+class LocalBlocks(Protocol):
+    """Blocks of a worker running in this very process (an S3 endpoint inside a worker).
+
+    The client reads that worker's blocks through it instead of over HTTP: no
+    socket, no copy; memory-tier blocks come back as views of the stored bytes.
+    """
+
+    @property
+    def worker_id(self) -> str | None:
+        """The worker's id, or None while it is starting (then HTTP is used)."""
+
+    async def read_span(self, ref: p.BlockRef, start: int, end: int) -> Chunks:
+        """Bytes [start, end) of the block ``ref`` names, as that worker would serve them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +144,8 @@ class Client(HoldsApi):
         self._ufs: UnderStore | None = None
         self._ufs_lock = asyncio.Lock()
         self._config: p.ConfigReply | None = None
+        self.local: LocalBlocks | None = None
+        """A worker in this process, read without HTTP (see :class:`LocalBlocks`)."""
         self._generation = 0
         """Bumped by every invalidation: a stat that started before one must not cache its answer."""
 
@@ -423,9 +445,7 @@ class Client(HoldsApi):
         async with self._writing(bucket, key):
             await ufs.delete(bucket, key)
 
-    async def copy(
-        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
-    ) -> p.ObjectInfo:
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> p.ObjectInfo:
         """Server-side copy in the under-store; the new object's info."""
         ufs = await self.understore()
         async with self._writing(dst_bucket, dst_key):
@@ -513,22 +533,25 @@ class Client(HoldsApi):
 
     # ---- data -------------------------------------------------------------
 
-    async def _fetch_span(self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None) -> bytes:
-        """Bytes of one block span from its owner, falling back along the placement ranking."""
+    async def _fetch_span(self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None) -> Chunks:
+        """Bytes of one block span from its owner, falling back along the placement ranking.
+
+        The bytes come as the chunks the socket delivered them in: joining them
+        would copy every byte once more, and the gateway writes them out as they are.
+        """
         bid = info.block_id(span.index)
         ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size)
-        headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
-        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
+        local = self.local.worker_id if self.local is not None else None
         last: Exception | None = None
         for wid in rank(bid, await self._live_workers()):
-            worker = self._workers.get(wid)
-            if worker is None:
-                continue
-            url = f"{worker.address}{p.BLOCKS}/{bid}"
             try:
-                async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
-                    await raise_for_error(resp)
-                    data = await resp.read()
+                if wid == local and self.local is not None:
+                    data = await self.local.read_span(ref, span.start, span.end)
+                else:
+                    worker = self._workers.get(wid)
+                    if worker is None:
+                        continue
+                    data = await self._get_block(worker.address, bid, ref, span, timeout)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 # The worker is gone, stuck, or died mid-body: the next-ranked one
                 # fetches from the under-store.
@@ -544,11 +567,22 @@ class Client(HoldsApi):
                     raise  # a typed answer about the object itself (missing, changed, slow down)
                 last = exc  # an internal error of that worker
                 continue
-            if len(data) != span.length:
-                last = CacheError(f"short block from {wid}: {len(data)} of {span.length} bytes")
+            got = sum(map(len, data))
+            if got != span.length:
+                last = CacheError(f"short block from {wid}: {got} of {span.length} bytes")
                 continue
             return data
         raise NoWorkers(f"no worker could serve block {span.index} of {info.bucket}/{info.key}: {last}")
+
+    async def _get_block(
+        self, address: str, bid: str, ref: p.BlockRef, span: BlockSpan, timeout: float | None
+    ) -> Chunks:
+        headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
+        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
+        url = f"{address}{p.BLOCKS}/{bid}"
+        async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
+            await raise_for_error(resp)
+            return [chunk async for chunk, _ in resp.content.iter_chunks()]
 
     async def get(
         self,
@@ -562,7 +596,7 @@ class Client(HoldsApi):
         for attempt in (0, 1):
             info = await self.stat(bucket, key, fresh=attempt > 0, timeout=timeout)
             try:
-                parts = [c async for c in self._iter_spans(info, range, timeout)]
+                parts = [c async for span in self._iter_spans(info, range, timeout) for c in span]
                 return b"".join(parts)
             except ObjectChanged:
                 # Our metadata was stale: the object was replaced. Read the new version once.
@@ -585,15 +619,15 @@ class Client(HoldsApi):
 
     async def _iter_spans(
         self, info: p.ObjectInfo, range: Range | None, timeout: float | None
-    ) -> AsyncIterator[bytes]:
-        """Yield the spans of ``range`` in order, keeping ``read_ahead`` fetches in flight."""
+    ) -> AsyncIterator[Chunks]:
+        """Yield the spans of ``range`` in order, each as its chunks; ``read_ahead`` fetches in flight."""
         start, end = (range.start, range.end) if range else (0, None)
         if start < 0 or (end is not None and end < start):
             raise InterfaceError(f"bad range {start}-{end}")
         if start > 0 and start >= info.size:
             raise InvalidRange(f"range start {start} is past the object's size {info.size}")
         todo = iter(spans(info.size, info.block_size, start, end))
-        pending: list[asyncio.Task[bytes]] = []
+        pending: list[asyncio.Task[Chunks]] = []
         depth = max(1, self.options.read_ahead)
         try:
             while True:
@@ -627,7 +661,7 @@ class ObjectReader:
         self._client, self.bucket, self.key = client, bucket, key
         self._range, self._timeout = range, timeout
         self.info = info
-        self._it: AsyncIterator[bytes] | None = None
+        self._it: AsyncIterator[Chunks] | None = None
 
     async def __aenter__(self) -> ObjectReader:
         if self.info is None:
@@ -647,6 +681,11 @@ class ObjectReader:
         return self
 
     async def __anext__(self) -> bytes:
+        # One chunk joins without a copy; several are joined once, into the block.
+        return b"".join(await self.next_span())
+
+    async def next_span(self) -> Chunks:
+        """The next block span as the chunks it arrived in (no copy); StopAsyncIteration at the end."""
         if self._it is None:
             raise InterfaceError("use the reader inside `async with`")
         return await self._it.__anext__()
