@@ -47,6 +47,39 @@ def main(verbose: int) -> None:
     _logging(verbose)
 
 
+def _s3_options(fn: Any) -> Any:
+    """The S3 endpoint's options, shared by ``gateway`` and ``worker --s3-port``."""
+    for option in reversed(_S3_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+_S3_OPTIONS = [
+    click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default=None, help="SigV4 access key id."),
+    click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default=None, help="SigV4 secret key."),
+    click.option("--region", default="us-east-1", show_default=True, envvar="PIPECACHE_REGION"),
+    click.option(
+        "--anonymous",
+        is_flag=True,
+        help="Accept unsigned requests (no keys at all). For trusted networks only.",
+    ),
+    click.option(
+        "--tenants",
+        "tenants_file",
+        envvar="PIPECACHE_TENANTS",
+        default=None,
+        help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the keys).",
+    ),
+    click.option(
+        "--domain",
+        "domains",
+        multiple=True,
+        envvar="PIPECACHE_DOMAINS",
+        help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
+    ),
+]
+
+
 # ---- services ----------------------------------------------------------------
 
 
@@ -178,6 +211,14 @@ def master(
     help="SSD tier budget (default: 80%% of free disk at --data-dir; 0 disables).",
 )
 @click.option("--policy", type=click.Choice(["lru", "lrfu"]), default="lru", show_default=True)
+@click.option(
+    "--s3-port",
+    type=int,
+    default=None,
+    envvar="PIPECACHE_WORKER_S3_PORT",
+    help="Also serve the S3 API on this port, reading this worker's own blocks without a network hop.",
+)
+@_s3_options
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def worker(
     master_url: str,
@@ -189,11 +230,15 @@ def worker(
     memory: int | None,
     ssd: int | None,
     policy: str,
+    s3_port: int | None,
     check_config: bool,
+    **s3: Any,
 ) -> None:
     """Run a worker: holds blocks in memory and on SSD, fetches misses from the under-store."""
-    from ..client.web import serve
-    from ..worker import WorkerSettings, make_app
+    from ..client.web import Site, serve_all
+    from ..gateway import GatewaySettings
+    from ..gateway import make_app as make_gateway
+    from ..worker import WORKER_ID, LocalReader, WorkerSettings, make_app
 
     s = WorkerSettings(
         master=master_url,
@@ -207,37 +252,30 @@ def worker(
         policy=policy,
     )
     _check_or_fail(s.validate)
+    gs = None if s3_port is None else GatewaySettings(master=master_url, host=host, port=s3_port, **s3)
+    if gs is not None:
+        _check_or_fail(gs.validate)
     if check_config:
         click.echo("worker settings ok")
         return
-    # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy.
-    _run_service(lambda: serve(make_app(s), host, port, name="worker"), uvloop=False)
+
+    async def run() -> None:
+        app = make_app(s)
+        sites = [Site(app, host, port, "worker")]
+        if gs is not None:
+            sites.append(Site(make_gateway(gs, LocalReader(app, WORKER_ID)), host, gs.port, "s3"))
+        await serve_all(sites)
+
+    # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy. With an S3
+    # endpoint, uvloop's cheaper requests win (its SSD reads are a pread either way).
+    _run_service(run, uvloop=gs is not None)
 
 
 @main.command()
 @click.option("--master", "master_url", required=True, envvar=MASTER_ENV, help="Master URL.")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_GATEWAY_HOST")
 @click.option("--port", default=8080, show_default=True, envvar="PIPECACHE_GATEWAY_PORT")
-@click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default=None, help="SigV4 access key id.")
-@click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default=None, help="SigV4 secret key.")
-@click.option("--region", default="us-east-1", show_default=True, envvar="PIPECACHE_REGION")
-@click.option(
-    "--anonymous", is_flag=True, help="Accept unsigned requests (no keys at all). For trusted networks only."
-)
-@click.option(
-    "--tenants",
-    "tenants_file",
-    envvar="PIPECACHE_TENANTS",
-    default=None,
-    help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the key pair).",
-)
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    envvar="PIPECACHE_DOMAINS",
-    help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
-)
+@_s3_options
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,

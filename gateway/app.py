@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..client import CacheError, ClientOptions, connect
-from ..client.client import Client
+from ..client.client import Client, LocalBlocks
 from ..client.consistency import parse_consistency
 from ..client.web import health_handler, metrics_handler
 from . import multipart, objects, writes
@@ -280,8 +280,11 @@ async def follow_consistency(client: Client, local_max: float) -> None:
     log.info("consistency %s: object metadata reused for %gs", mode, mode.reuse_for(local_max))
 
 
-def make_app(settings: GatewaySettings) -> web.Application:
-    """The gateway application; its client to the cluster lives for the app's lifetime."""
+def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web.Application:
+    """The gateway application; its client to the cluster lives for the app's lifetime.
+
+    ``local``: the blocks of a worker in this process, read without HTTP.
+    """
     settings.validate()
     app = web.Application(middlewares=[s3_middleware], client_max_size=1024**2)
     domains = tuple(s3h.parse_domain(d) for d in settings.domains)
@@ -297,6 +300,7 @@ def make_app(settings: GatewaySettings) -> web.Application:
         # Metadata is not reused until the master's consistency mode is known.
         opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=0)
         async with connect(settings.master, opts) as client:
+            client.local = local
             app[CLIENT] = client
             follow = asyncio.create_task(follow_consistency(client, settings.metadata_ttl))
             try:

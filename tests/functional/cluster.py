@@ -77,6 +77,8 @@ class PcCluster:
     n_workers: int = 2
     master_args: tuple[str, ...] = FAST_TEST_MASTER_ARGS
     """Extra master flags; benchmarks pass () to run with the defaults users get."""
+    worker_args: tuple[str, ...] = ()
+    """Extra flags of every worker ``start`` creates."""
     master_journal: bool = True
     """Give the master a data dir (root/master), so load jobs survive ``restart_master``."""
     procs: Cluster = field(default_factory=Cluster)
@@ -97,7 +99,7 @@ class PcCluster:
         self.master_port = free_port()
         self.start_master()
         for i in range(self.n_workers):
-            w = Worker(i, free_port(), self.root / f"worker-{i}")
+            w = Worker(i, free_port(), self.root / f"worker-{i}", args=self.worker_args)
             self.workers.append(w)
             self.start_worker(w)
         self.gateway_port = free_port()
