@@ -109,9 +109,11 @@ class _MetaCache:
         return item[1]
 
     def put(self, info: p.ObjectInfo) -> None:
-        if self._ttl <= 0:
+        # Never longer than the master still trusts it (``fresh_for``, when it says).
+        ttl = min(self._ttl, info.fresh_for) if info.fresh_for > 0 else self._ttl
+        if ttl <= 0:
             return
-        self._items[(info.bucket, info.key)] = (time.monotonic() + self._ttl, info)
+        self._items[(info.bucket, info.key)] = (time.monotonic() + ttl, info)
         self._items.move_to_end((info.bucket, info.key))
         while len(self._items) > self._max:
             self._items.popitem(last=False)
@@ -127,6 +129,17 @@ class _MetaCache:
     def drop_prefix(self, bucket: str, prefix: str) -> None:
         for k in [k for k in self._items if k[0] == bucket and k[1].startswith(prefix)]:
             del self._items[k]
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def cap(self, ttl: float) -> None:
+        """A new, shorter TTL that also cuts what is cached down to it (entries stay for stale use)."""
+        self._ttl = ttl
+        limit = time.monotonic() + ttl
+        for k, (deadline, info) in self._items.items():
+            if deadline > limit:
+                self._items[k] = (limit, info)
 
 
 class Client(HoldsApi):
@@ -388,6 +401,30 @@ class Client(HoldsApi):
         """Reuse object metadata for ``seconds`` from now on (0: ask the master on every stat)."""
         self._meta.retune(seconds)
 
+    def cap_metadata_ttl(self, seconds: float) -> None:
+        """Reuse metadata for at most ``seconds`` from now on, what is cached included.
+
+        Unlike ``set_metadata_ttl`` the entries stay, for ``stale_if_error`` use while
+        the master cannot be reached.
+        """
+        self._meta.cap(seconds)
+
+    def forget(self, bucket: str, key: str = "", prefix: str = "") -> None:
+        """Forget cached metadata of ``key`` (or every key under ``prefix``) here only.
+
+        A stat in flight will not cache what it gets (it may predate the change).
+        """
+        self._generation += 1
+        if key:
+            self._meta.drop(bucket, key)
+        else:
+            self._meta.drop_prefix(bucket, prefix)
+
+    def forget_all(self) -> None:
+        """Forget all cached metadata here (stats in flight will not cache their answers)."""
+        self._generation += 1
+        self._meta.clear()
+
     async def invalidate(
         self, bucket: str, key: str = "", *, prefix: str = "", timeout: float | None = None
     ) -> int:
@@ -395,11 +432,7 @@ class Client(HoldsApi):
 
         Returns how many entries the master dropped.
         """
-        self._generation += 1
-        if key:
-            self._meta.drop(bucket, key)
-        else:
-            self._meta.drop_prefix(bucket, prefix)
+        self.forget(bucket, key, prefix)
         reply = await call(
             self.session,
             self.master + p.INVALIDATE,

@@ -33,6 +33,8 @@ LIST = f"{API}/list"
 BUCKETS = f"{API}/buckets"
 HEAD_BUCKET = f"{API}/head_bucket"
 INVALIDATE = f"{API}/invalidate"
+INVALIDATIONS = f"{API}/invalidations"
+"""POST InvalidationsRequest -> InvalidationsReply: the invalidation feed (a long poll)."""
 CONFIG = f"{API}/config"
 JOBS = f"{API}/jobs"
 """GET: every job (JobsReply); POST: start a load job (LoadRequest -> JobInfo)."""
@@ -209,15 +211,20 @@ class ObjectInfo(Message):
     """User metadata (``x-amz-meta-*`` names without the prefix, lower-case)."""
     partial: bool = False
     """True when built from a listing entry: content_type and metadata are not known."""
+    fresh_for: float = 0.0
+    """Seconds the master still trusts this metadata (in a stat reply; 0: not said). A
+    gateway that reuses it never reuses it longer, so the consistency mode's bound holds."""
 
     def validate(self) -> None:
         if self.size < 0 or self.block_size <= 0:
             raise BadRequest("ObjectInfo: negative size or block size")
+        if not self.fresh_for >= 0:  # also refuses NaN
+            raise BadRequest("ObjectInfo: negative fresh_for")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
         # The appended fields travel only when set: peers that predate them see the old shape.
-        for name in ("content_type", "metadata", "partial"):
+        for name in ("content_type", "metadata", "partial", "fresh_for"):
             if not out[name]:
                 del out[name]
         return out
@@ -503,6 +510,41 @@ class InvalidateRequest(Message):
 class InvalidateReply(Message):
     dropped: int = 0
     """How many cached entries were dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationsRequest(Message):
+    """Long poll of the master's invalidation feed: what was invalidated after ``since``."""
+
+    since: int = 0
+    epoch: str = ""
+    """The feed's epoch the caller's ``since`` belongs to ("" at first)."""
+    wait: float = 20.0
+    """Seconds to wait for a first invalidation when there is none yet."""
+
+    def validate(self) -> None:
+        if self.since < 0 or not 0 <= self.wait <= MAX_POLL_WAIT:
+            raise BadRequest(f"InvalidationsRequest: since >= 0 and 0 <= wait <= {MAX_POLL_WAIT:g}")
+
+
+MAX_POLL_WAIT = 60.0
+MAX_INVALIDATIONS = 10_000
+"""Most invalidations one feed reply carries (more: a reset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationsReply(Message):
+    epoch: str
+    """Changes when the master restarts: a caller of another epoch gets ``reset``."""
+    seq: int
+    """The feed's position after ``events``: the next request's ``since``."""
+    events: list[InvalidateRequest] = field(default_factory=list)
+    reset: bool = False
+    """The caller missed invalidations (another epoch, or too far behind): forget everything."""
+
+    def validate(self) -> None:
+        if self.seq < 0 or len(self.events) > MAX_INVALIDATIONS:
+            raise BadRequest("InvalidationsReply: negative seq or too many events")
 
 
 @dataclass(frozen=True, slots=True)

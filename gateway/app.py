@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ..client import CacheError, ClientOptions, connect
 from ..client.client import Client, LocalBlocks
 from ..client.consistency import parse_consistency
+from ..client.invalidations import follow_invalidations
 from ..client.web import health_handler, metrics_handler
 from . import multipart, objects, writes
 from .s3 import errors as s3e
@@ -278,6 +279,9 @@ async def follow_consistency(client: Client, local_max: float) -> None:
         return
     client.set_metadata_ttl(mode.reuse_for(local_max))
     log.info("consistency %s: object metadata reused for %gs", mode, mode.reuse_for(local_max))
+    if mode.metadata_ttl > 0:
+        # Writes through any gateway reach this one through the feed: reuse for the mode's full length.
+        await follow_invalidations(client, mode, local_max)
 
 
 def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web.Application:

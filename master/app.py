@@ -30,6 +30,7 @@ from ..client.protocol import (
     HOLD_RELEASE,
     HOLDS,
     INVALIDATE,
+    INVALIDATIONS,
     JOB_CANCEL,
     JOB_GET,
     JOBS,
@@ -53,6 +54,7 @@ from ..client.protocol import (
     HoldsReply,
     InvalidateReply,
     InvalidateRequest,
+    InvalidationsRequest,
     JobInfo,
     JobRequest,
     JobsReply,
@@ -88,6 +90,7 @@ from ..client.web import (
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
 from .durable import JOB_HISTORY, Durable, JobsProvider, created_body, finished_body
+from .feed import InvalidationFeed
 from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
@@ -159,6 +162,11 @@ class Master:
     """What survives a restart (journaled under ``settings.data_dir``, if set)."""
     holds: HoldService = field(init=False)
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
+    feed: InvalidationFeed = field(default_factory=InvalidationFeed)
+    """Every invalidation, for gateways to follow (``INVALIDATIONS``)."""
+    feed_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set (and replaced) at each invalidation and at shutdown: wakes the long polls."""
+    closing: bool = False
 
     def __post_init__(self) -> None:
         # Holds are journaled whole at each change: they change on operator and watcher
@@ -178,10 +186,11 @@ class Master:
         """
         if not bucket or not key:
             raise BadRequest("stat needs a bucket and a key")
-        info = self.objects.get(bucket, key, time.monotonic())
-        if info is not None and not (full and info.partial):
+        found = self.objects.lookup(bucket, key, time.monotonic())
+        if found is not None and not (full and found[0].partial):
             self.metrics.metadata_cache.labels("hit").inc()
-            return info
+            # Say how long it stays trusted here: a gateway reusing it stays within the mode's bound.
+            return dataclasses.replace(found[0], fresh_for=found[1])
         self.metrics.metadata_cache.labels("miss").inc()
         return await self.stats.do((bucket, key), lambda: self._head(bucket, key))
 
@@ -192,6 +201,8 @@ class Master:
         info = dataclasses.replace(info, block_size=self.settings.block_size)
         if generation == self.generation:  # else a write raced with the HEAD: do not cache
             self.objects.put(info, time.monotonic())
+            if self.objects.enabled:
+                return dataclasses.replace(info, fresh_for=self.objects.ttl)
         return info
 
     def invalidate(self, req: InvalidateRequest) -> int:
@@ -201,6 +212,9 @@ class Master:
         and, through ``generation``, will not store what they read.
         """
         self.generation += 1
+        self.feed.add(req)
+        self.feed_changed.set()
+        self.feed_changed = asyncio.Event()
         if req.key:
             self.stats.forget((req.bucket, req.key))
             return int(self.objects.invalidate(req.bucket, req.key))
@@ -487,6 +501,25 @@ async def invalidate(request: web.Request) -> web.Response:
     return _reply(InvalidateReply(request.app[MASTER].invalidate(req)))
 
 
+async def invalidations(request: web.Request) -> web.Response:
+    """The invalidation feed, as a long poll: answers at the first invalidation after
+    ``since``, or after ``wait`` seconds with none, or when the master shuts down."""
+    req = await read_message(request, InvalidationsRequest)
+    m = request.app[MASTER]
+    reply = m.feed.since(req.since, req.epoch)
+    if not reply.events and not reply.reset and req.wait > 0 and not m.closing:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(m.feed_changed.wait(), req.wait)
+        reply = m.feed.since(req.since, req.epoch)
+    return _reply(reply)
+
+
+async def _wake_polls(app: web.Application) -> None:
+    m = app[MASTER]
+    m.closing = True
+    m.feed_changed.set()
+
+
 async def config(request: web.Request) -> web.Response:
     s = request.app[MASTER].settings
     return _reply(ConfigReply(s.ufs, s.block_size, str(s.consistency_mode())))
@@ -631,6 +664,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_get(BUCKETS, buckets)
     app.router.add_post(HEAD_BUCKET, head_bucket)
     app.router.add_post(INVALIDATE, invalidate)
+    app.router.add_post(INVALIDATIONS, invalidations)
+    app.on_shutdown.append(_wake_polls)
     app.router.add_get(CONFIG, config)
     app.router.add_post(JOBS, start_job)
     app.router.add_get(JOBS, list_jobs)
