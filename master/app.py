@@ -38,6 +38,7 @@ from ..client.protocol import (
     MAX_BODY,
     METRICS,
     MSGPACK,
+    QUOTAS,
     REGISTER,
     STAT,
     TTL,
@@ -64,6 +65,8 @@ from ..client.protocol import (
     LocateRequest,
     Message,
     ObjectInfo,
+    QuotaRequest,
+    QuotasReply,
     RegisterReply,
     RegisterRequest,
     ReleaseRequest,
@@ -92,6 +95,7 @@ from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
 from .metadata import ObjectCache
+from .quotas import QuotaService
 from .settings import MasterSettings
 from .state import ClusterState
 from .status import render_status
@@ -159,8 +163,11 @@ class Master:
     """What survives a restart (journaled under ``settings.data_dir``, if set)."""
     holds: HoldService = field(init=False)
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
+    quotas: QuotaService = field(init=False)
+    """Tenant cache quotas and the workers' shares (snapshot/restore: ``quotas.book``)."""
 
     def __post_init__(self) -> None:
+        self.quotas = QuotaService(self.state)
         # Holds are journaled whole at each change: they change on operator and watcher
         # requests (a few a minute), not per read.
         self.holds = HoldService(self.state, self._objects_under, changed=lambda: self.durable.save("holds"))
@@ -352,6 +359,7 @@ class Master:
             log.warning("worker %s silent for over %.1fs: dropped", wid, self.state.worker_timeout)
         self.metrics.expired.inc(len(dead))
         self.holds.on_workers_gone(dead)
+        self.quotas.on_workers_gone(dead)
         self.holds.sweep()
         self.objects.expire(now)
         return dead
@@ -383,6 +391,7 @@ async def register(request: web.Request) -> web.Response:
         req = await read_message(request, RegisterRequest)
     m.state.register(req, time.monotonic())
     m.holds.on_register(req)
+    m.quotas.on_register(req.worker_id)
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
         m.journal_finished()
@@ -453,6 +462,18 @@ async def free(request: web.Request) -> web.Response:
 async def set_ttl(request: web.Request) -> web.Response:
     req = await read_message(request, TtlRequest)
     return _reply(await request.app[MASTER].holds.ttl(req))
+
+
+async def set_quotas(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, QuotaRequest)
+    if m.quotas.update(req):  # gateways resend the same quotas: journal changes only
+        m.durable.save("quotas")
+    return _reply(QuotasReply(m.quotas.book.quotas()))
+
+
+async def list_quotas(request: web.Request) -> web.Response:
+    return _reply(QuotasReply(request.app[MASTER].quotas.book.quotas()))
 
 
 def _workers(m: Master) -> list[WorkerInfo]:
@@ -619,6 +640,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app[MASTER] = master
     master.durable.register("jobs", JobsProvider(master.jobs, _epoch_offset))
     master.durable.register("holds", master.holds.registry)
+    master.durable.register("quotas", master.quotas.book)
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_durable_ctx)  # after the under-store: resumed jobs list it
     app.cleanup_ctx.append(_sweep_ctx)
@@ -641,6 +663,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_post(HOLD_RELEASE, release_hold)
     app.router.add_post(FREE, free)
     app.router.add_post(TTL, set_ttl)
+    app.router.add_post(QUOTAS, set_quotas)
+    app.router.add_get(QUOTAS, list_quotas)
     app.router.add_get("/", status_page)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))

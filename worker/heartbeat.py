@@ -27,6 +27,7 @@ Theory of operation
    blocks reach the master as ordinary ``added`` deltas, which is what
    completes a load job; failures go back in ``load_failed`` (kept until a
    beat carrying them is acknowledged) so the master can retry or give up.
+   ``quota`` replaces this worker's share of each tenant's cache quota.
    ``pin``, ``unpin`` and ``release`` go to the store as they are. Pins live
    in memory only and are dropped at each registration: the master sends
    again those it still wants, for the blocks of the full report, so a
@@ -329,6 +330,9 @@ class Heartbeat:
                 elif cmd.kind == "load":
                     for task in cmd.loads:
                         self._start_load(task)
+                elif cmd.kind == "quota":
+                    self._svc.store.set_quotas(cmd.quotas)
+                    log.info("cache quota shares: %s", cmd.quotas)
                 elif cmd.kind in _PIN_COMMANDS:
                     store = self._svc.store
                     op = {"pin": store.pin, "unpin": store.unpin, "release": store.release}[cmd.kind]
