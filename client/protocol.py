@@ -301,9 +301,12 @@ class WorkerInfo(Message):
     last_seen: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
     """The worker's cumulative cache counters (names in ``client.stats``; empty: none reported)."""
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes of this worker's cache charged to each tenant (see ``HeartbeatRequest.tenants``)."""
 
     def validate(self) -> None:
         _check_stats(self.stats, "WorkerInfo.stats")
+        _check_quotas(self.tenants, "WorkerInfo.tenants")
 
     @property
     def weight(self) -> float:
@@ -350,16 +353,19 @@ class HeartbeatRequest(Message):
     stats: dict[str, int] = field(default_factory=dict)
     """Cumulative cache counters since the worker started (see ``client.stats``); empty from
     workers that predate them."""
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes charged to each tenant on this worker now (tenants with a share or blocks here)."""
 
     def validate(self) -> None:
         _check_ids(self.added, "HeartbeatRequest.added")
         _check_ids(self.removed, "HeartbeatRequest.removed")
         _check_ids([f.block_id for f in self.load_failed], "HeartbeatRequest.load_failed")
         _check_stats(self.stats, "HeartbeatRequest.stats")
+        _check_quotas(self.tenants, "HeartbeatRequest.tenants")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        for name in ("load_failed", "stats"):  # an older master need not see the appended fields
+        for name in ("load_failed", "stats", "tenants"):  # an older master need not see the appended fields
             if not out[name]:
                 del out[name]
         return out

@@ -276,17 +276,18 @@ class Heartbeat:
 
     # ---- beats -------------------------------------------------------------------
 
-    def _changes(self) -> tuple[list[str], list[str], dict[str, int]]:
+    def _changes(self) -> tuple[list[str], list[str], dict[str, int], dict[str, int]]:
         store = self._svc.store
         added, removed = store.drain_changes()
-        return added, removed, store.usage()
+        tenants = {t: used for t, (used, _) in store.quotas().items()}
+        return added, removed, store.usage(), tenants
 
     async def _beat_until_forgotten(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             if self._wanted_ufs is not None and self._wanted_ufs != self._ufs_uri:
                 await self._use_ufs(self._wanted_ufs)  # opening failed before: retry
-            added, removed, usage = await self._svc.run(self._changes)
+            added, removed, usage, tenants = await self._svc.run(self._changes)
             self._deltas.merge(added, removed)
             pending_added, pending_removed = self._deltas.pending()
             failed = dict(self._load_failed)
@@ -294,6 +295,7 @@ class Heartbeat:
                 self.worker_id, pending_added, pending_removed, usage,
                 [LoadFailure(b, why) for b, why in failed.items()],
                 self._svc.metrics.snapshot(),
+                tenants=tenants,
             )
             try:
                 reply = await post(

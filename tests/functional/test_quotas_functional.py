@@ -9,6 +9,7 @@ quota. Both read through a gateway with a tenants file.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -141,6 +142,16 @@ async def test_over_quota_tenant_evicts_its_own_blocks_only(qc: Quotas) -> None:
         assert sum(per_worker(c, USED, "qb")) == len(b_ids) * BS
         evicted = c.worker_sum("pipecache_worker_store_events_total", event="quota_evictions")
         assert evicted >= len(a_ids) - QUOTA // BS
+
+        async def beats_carry_it() -> bool:  # what `pipecache report` shows
+            workers = await pc.workers()
+            return sum(w.tenants.get("qa", 0) for w in workers) == sum(per_worker(c, USED, "qa"))
+
+        await eventually(beats_carry_it)
+    report = json.loads(c.cli("report", "--json").stdout)["cluster"]
+    assert report["quotas"] == {"qa": QUOTA}
+    assert 0 < report["tenants"]["qa"] <= QUOTA and report["tenants"]["qb"] == len(b_ids) * BS
+    assert metric_sum(c.master, "pipecache_master_tenant_cache_used_bytes", tenant="qb") == len(b_ids) * BS
 
 
 async def test_quotas_survive_a_master_restart(qc: Quotas) -> None:

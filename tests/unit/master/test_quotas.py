@@ -141,3 +141,15 @@ def test_quota_messages_refuse_hostile_input() -> None:
     with pytest.raises(BadRequest):
         Command.from_wire({"kind": "quota", "quotas": {"a": "x"}})
     assert Command("quota", quotas={}).to_wire() == {"kind": "quota", "blocks": []}
+
+
+def test_beats_carry_each_tenants_use_to_the_workers_view() -> None:
+    state = ClusterState(10.0)
+    state.register(RegisterRequest("w1", "http://w1"), 0.0)
+    state.heartbeat(HeartbeatRequest("w1", tenants={"vision": 300}), 0.0)
+    assert state.workers()[0].tenants == {"vision": 300}
+    state.heartbeat(HeartbeatRequest("w1"), 0.0)  # nothing charged any more
+    assert state.workers()[0].tenants == {}
+    with pytest.raises(BadRequest):
+        HeartbeatRequest.from_wire({"worker_id": "w1", "tenants": {"a b": 1}})
+    assert "tenants" not in HeartbeatRequest("w1").to_wire()
