@@ -25,9 +25,10 @@ uncached); promotions never move pinned blocks.
 Quotas (see ``quotas.py``). A put names the group it is charged to. A group
 about to go over its limit first loses its own blocks (in policy order, never
 pinned ones), dropped from both tiers; if that cannot make room the put
-raises NoCapacity before anything changes. The ledger is keyed by block id,
-so a block keeps its group across tiers; blocks found by the startup scan
-are uncharged.
+raises NoCapacity before anything changes. (A put refused afterwards for
+pinned memory keeps those evictions: the group was at its limit anyway.)
+The ledger is keyed by block id, so a block keeps its group across tiers;
+blocks found by the startup scan are uncharged.
 
 Locking. Two locks, taken in this order:
 
@@ -50,6 +51,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -134,6 +136,15 @@ class _Plan:
 PIN_CHUNK = 4096
 """Ids handled per lock hold by pin, unpin and release (~10 ms): a pin of a
 million blocks must not stall memory hits for seconds."""
+
+
+@contextmanager
+def _unlinking(paths: list[str]) -> Iterator[None]:
+    """Unlink ``paths`` on the way out, whatever happened: their index entries are gone."""
+    try:
+        yield
+    finally:
+        unlink_quietly(paths)
 
 
 def _chunks(block_ids: Iterable[str]) -> Iterator[list[BlockId]]:
@@ -351,24 +362,21 @@ class TieredStore:
             self._put_ssd(block_id, data, group)
             return
         dropped: list[str] = []
-        with self._writer:
-            try:
-                with self._lock:
-                    self._check_open()
-                    if self._touch_locked(block_id):
-                        return  # another thread put it meanwhile
-                    dropped = self._quota_room(block_id, group, len(data))
-                    plan = self._plan_memory(len(data))
-                self._apply(plan)
-                with self._lock:
-                    self._commit(plan)
-                    if plan.short:
-                        self._stats["refused_pinned"] += 1
-                        raise NoCapacity(f"no room for block {block_id}: the rest of memory is pinned")
-                    self._mem.put(block_id, data)
-                    self._added_block(block_id, group, len(data))
-            finally:
-                unlink_quietly(dropped)
+        with self._writer, _unlinking(dropped):
+            with self._lock:
+                self._check_open()
+                if self._touch_locked(block_id):
+                    return  # another thread put it meanwhile
+                self._quota_room(block_id, group, len(data), dropped)
+                plan = self._plan_memory(len(data))
+            self._apply(plan)
+            with self._lock:
+                self._commit(plan)
+                if plan.short:
+                    self._stats["refused_pinned"] += 1
+                    raise NoCapacity(f"no room for block {block_id}: the rest of memory is pinned")
+                self._mem.put(block_id, data)
+                self._added_block(block_id, group, len(data))
 
     def set_quotas(self, limits: dict[str, int]) -> None:
         """Replace every group's limit in bytes (a group not named has none)."""
@@ -452,19 +460,17 @@ class TieredStore:
                 self._note_removed(b)
         return count
 
-    def _quota_room(self, block_id: BlockId, group: str, size: int) -> list[str]:
+    def _quota_room(self, block_id: BlockId, group: str, size: int, paths: list[str]) -> None:
         """Drop the group's own blocks so ``size`` bytes fit its quota; lock held.
 
-        Returns the dropped blocks' files, to unlink once the lock is released.
-        NoCapacity, before anything changes, when the quota cannot make room.
+        Their files join ``paths``, to unlink once the lock is released. NoCapacity,
+        before anything changes, when the quota cannot make room.
         """
         victims = self._quotas.victims(group, size)
         if victims is None:
             self._stats["refused_quota"] += 1
             raise NoCapacity(f"block {block_id} does not fit the cache quota of {group!r}")
-        paths: list[str] = []
         self._stats["quota_evictions"] += self._drop_locked(victims, paths)
-        return paths
 
     def _added_block(self, block_id: BlockId, group: str, size: int) -> None:
         """A put landed; lock held."""
@@ -528,19 +534,18 @@ class TieredStore:
         ssd = self._ssd
         if ssd is None or file_size(len(data)) > ssd.capacity:
             raise NoCapacity(f"block {block_id} ({len(data)} bytes) is larger than every tier")
-        plan = _Plan()
-        with self._writer:
-            try:
-                with self._lock:
-                    self._check_open()
-                    if self._touch_locked(block_id):
-                        return
-                    plan.unlink = self._quota_room(block_id, group, len(data))
-                    if not self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None, strict=True):
-                        self._stats["refused_pinned"] += 1
-                        raise NoCapacity(f"no room for block {block_id}: the SSD tier is pinned")
-            finally:
-                unlink_quietly(plan.unlink)
+        dropped: list[str] = []
+        with self._writer, _unlinking(dropped):
+            with self._lock:
+                self._check_open()
+                if self._touch_locked(block_id):
+                    return
+                self._quota_room(block_id, group, len(data), dropped)
+                plan = _Plan()
+                if not self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None, strict=True):
+                    self._stats["refused_pinned"] += 1
+                    raise NoCapacity(f"no room for block {block_id}: the SSD tier is pinned")
+            unlink_quietly(plan.unlink)
             try:
                 ssd.write_file(block_id, data)
             except OSError as exc:
