@@ -417,19 +417,23 @@ def stat(master_url: str, as_json: bool, uri: str) -> None:
 @master_opt
 @json_opt
 def report(master_url: str, as_json: bool) -> None:
-    """Capacity and use per worker and tier, hit ratio, under-store bytes."""
-    from ..client import connect
+    """Capacity and use per worker and tier, hit ratio, under-store bytes, tenants' cache vs quota."""
+    from ..client import CacheError, connect
     from .report import report_json, report_lines
 
-    async def go() -> list[Any]:
+    async def go() -> tuple[list[Any], dict[str, int]]:
         async with connect(master_url) as pc:
-            return await pc.workers()
+            workers = await pc.workers()
+            try:
+                return workers, await pc.quotas()
+            except CacheError:  # a master that predates quotas
+                return workers, {}
 
-    workers = _admin(go)
+    workers, quotas = _admin(go)
     if as_json:
-        click.echo(json.dumps(report_json(workers), indent=2))
+        click.echo(json.dumps(report_json(workers, quotas), indent=2))
         return
-    for line in report_lines(workers):
+    for line in report_lines(workers, quotas):
         click.echo(line)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -301,6 +301,33 @@ class Client(HoldsApi):
         )
         return reply.locations
 
+    # ---- tenant quotas ------------------------------------------------------
+
+    async def set_quotas(
+        self,
+        quotas: Mapping[str, int],
+        unlimited: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, int]:
+        """Set tenants' cluster-wide cache quotas in bytes (``unlimited`` ones lose theirs).
+
+        Tenants named in neither keep theirs. Returns every quota the master now knows.
+        """
+        reply = await call(
+            self.session,
+            self.master + p.QUOTAS,
+            p.QuotasReply,
+            p.QuotaRequest(dict(quotas), list(unlimited)),
+            timeout=self._t(timeout),
+        )
+        return reply.quotas
+
+    async def quotas(self, *, timeout: float | None = None) -> dict[str, int]:
+        """Every tenant's cluster-wide cache quota, in bytes."""
+        reply = await call(self.session, self.master + p.QUOTAS, p.QuotasReply, timeout=self._t(timeout))
+        return reply.quotas
+
     # ---- load jobs ----------------------------------------------------------
 
     async def load(
@@ -566,14 +593,16 @@ class Client(HoldsApi):
 
     # ---- data -------------------------------------------------------------
 
-    async def _fetch_span(self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None) -> Chunks:
+    async def _fetch_span(
+        self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None, tenant: str = ""
+    ) -> Chunks:
         """Bytes of one block span from its owner, falling back along the placement ranking.
 
         The bytes come as the chunks the socket delivered them in: joining them
         would copy every byte once more, and the gateway writes them out as they are.
         """
         bid = info.block_id(span.index)
-        ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size)
+        ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size, tenant)
         local = self.local.worker_id if self.local is not None else None
         last: Exception | None = None
         for wid in rank(bid, await self._live_workers()):
@@ -624,12 +653,17 @@ class Client(HoldsApi):
         range: Range | None = None,
         *,
         timeout: float | None = None,
+        tenant: str = "",
     ) -> bytes:
-        """The object's bytes (or a range of them), read through the cache."""
+        """The object's bytes (or a range of them), read through the cache.
+
+        ``tenant``: blocks this read brings into the cache are charged to that
+        tenant's cache quota ("" charges nobody).
+        """
         for attempt in (0, 1):
             info = await self.stat(bucket, key, fresh=attempt > 0, timeout=timeout)
             try:
-                parts = [c async for span in self._iter_spans(info, range, timeout) for c in span]
+                parts = [c async for span in self._iter_spans(info, range, timeout, tenant) for c in span]
                 return b"".join(parts)
             except ObjectChanged:
                 # Our metadata was stale: the object was replaced. Read the new version once.
@@ -646,12 +680,16 @@ class Client(HoldsApi):
         *,
         timeout: float | None = None,
         info: p.ObjectInfo | None = None,
+        tenant: str = "",
     ) -> ObjectReader:
-        """Stream an object block by block: ``async with pc.open(b, k) as r: async for chunk in r``."""
-        return ObjectReader(self, bucket, key, range, timeout, info)
+        """Stream an object block by block: ``async with pc.open(b, k) as r: async for chunk in r``.
+
+        ``tenant`` as for :meth:`get`.
+        """
+        return ObjectReader(self, bucket, key, range, timeout, info, tenant)
 
     async def _iter_spans(
-        self, info: p.ObjectInfo, range: Range | None, timeout: float | None
+        self, info: p.ObjectInfo, range: Range | None, timeout: float | None, tenant: str = ""
     ) -> AsyncIterator[Chunks]:
         """Yield the spans of ``range`` in order, each as its chunks; ``read_ahead`` fetches in flight."""
         start, end = (range.start, range.end) if range else (0, None)
@@ -668,7 +706,7 @@ class Client(HoldsApi):
                     span = next(todo, None)
                     if span is None:
                         break
-                    pending.append(asyncio.create_task(self._fetch_span(info, span, timeout)))
+                    pending.append(asyncio.create_task(self._fetch_span(info, span, timeout, tenant)))
                 if not pending:
                     return
                 yield await pending.pop(0)
@@ -690,16 +728,18 @@ class ObjectReader:
         range: Range | None,
         timeout: float | None,
         info: p.ObjectInfo | None,
+        tenant: str = "",
     ) -> None:
         self._client, self.bucket, self.key = client, bucket, key
         self._range, self._timeout = range, timeout
         self.info = info
+        self._tenant = tenant
         self._it: AsyncIterator[Chunks] | None = None
 
     async def __aenter__(self) -> ObjectReader:
         if self.info is None:
             self.info = await self._client.stat(self.bucket, self.key, timeout=self._timeout)
-        self._it = self._client._iter_spans(self.info, self._range, self._timeout)
+        self._it = self._client._iter_spans(self.info, self._range, self._timeout, self._tenant)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -74,13 +74,21 @@ def object_headers(info: ObjectInfo, query: list[tuple[str, str]]) -> dict[str, 
 
 
 async def get_object(
-    request: web.Request, client: Client, bucket: str, key: str, query: list[tuple[str, str]]
+    request: web.Request,
+    client: Client,
+    bucket: str,
+    key: str,
+    query: list[tuple[str, str]],
+    charge: str = "",
 ) -> web.StreamResponse:
-    """GetObject and HeadObject. A version replaced under us is re-read once, fresh."""
+    """GetObject and HeadObject. A version replaced under us is re-read once, fresh.
+
+    Blocks the read brings into the cache are charged to tenant ``charge``.
+    """
     for attempt in (0, 1):
         info = await client.stat(bucket, key, fresh=attempt > 0, full=True)
         try:
-            return await _answer(request, client, info, query)
+            return await _answer(request, client, info, query, charge)
         except ObjectChanged:
             if attempt:
                 raise
@@ -88,7 +96,7 @@ async def get_object(
 
 
 async def _answer(
-    request: web.Request, client: Client, info: ObjectInfo, query: list[tuple[str, str]]
+    request: web.Request, client: Client, info: ObjectInfo, query: list[tuple[str, str]], charge: str
 ) -> web.StreamResponse:
     headers = object_headers(info, query)
     if s3r.evaluate_conditions(request.headers, info.etag, info.last_modified) == "not_modified":
@@ -105,7 +113,7 @@ async def _answer(
         return resp
     if length == 0:
         return web.Response(status=status, body=b"", headers=headers)
-    reader = client.open(info.bucket, info.key, Range(start, end), info=info)
+    reader = client.open(info.bucket, info.key, Range(start, end), info=info, tenant=charge)
     async with reader:
         # Pull the first block before sending headers: a missing or replaced object
         # still gets a proper error (or a fresh retry) instead of a broken 200.

@@ -39,6 +39,7 @@ from ..client.protocol import (
     MAX_BODY,
     METRICS,
     MSGPACK,
+    QUOTAS,
     REGISTER,
     STAT,
     TTL,
@@ -66,6 +67,8 @@ from ..client.protocol import (
     LocateRequest,
     Message,
     ObjectInfo,
+    QuotaRequest,
+    QuotasReply,
     RegisterReply,
     RegisterRequest,
     ReleaseRequest,
@@ -95,6 +98,7 @@ from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
 from .metadata import ObjectCache
+from .quotas import QuotaService
 from .settings import MasterSettings
 from .state import ClusterState
 from .status import render_status
@@ -162,6 +166,8 @@ class Master:
     """What survives a restart (journaled under ``settings.data_dir``, if set)."""
     holds: HoldService = field(init=False)
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
+    quotas: QuotaService = field(init=False)
+    """Tenant cache quotas and the workers' shares (snapshot/restore: ``quotas.book``)."""
     feed: InvalidationFeed = field(default_factory=InvalidationFeed)
     """Every invalidation, for gateways to follow (``INVALIDATIONS``)."""
     feed_changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -169,6 +175,7 @@ class Master:
     closing: bool = False
 
     def __post_init__(self) -> None:
+        self.quotas = QuotaService(self.state)
         # Holds are journaled whole at each change: they change on operator and watcher
         # requests (a few a minute), not per read.
         self.holds = HoldService(self.state, self._objects_under, changed=lambda: self.durable.save("holds"))
@@ -366,6 +373,7 @@ class Master:
             log.warning("worker %s silent for over %.1fs: dropped", wid, self.state.worker_timeout)
         self.metrics.expired.inc(len(dead))
         self.holds.on_workers_gone(dead)
+        self.quotas.on_workers_gone(dead)
         self.holds.sweep()
         self.objects.expire(now)
         return dead
@@ -397,6 +405,7 @@ async def register(request: web.Request) -> web.Response:
         req = await read_message(request, RegisterRequest)
     m.state.register(req, time.monotonic())
     m.holds.on_register(req)
+    m.quotas.on_register(req.worker_id)
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
         m.journal_finished()
@@ -467,6 +476,18 @@ async def free(request: web.Request) -> web.Response:
 async def set_ttl(request: web.Request) -> web.Response:
     req = await read_message(request, TtlRequest)
     return _reply(await request.app[MASTER].holds.ttl(req))
+
+
+async def set_quotas(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, QuotaRequest)
+    if m.quotas.update(req):  # gateways resend the same quotas: journal changes only
+        m.durable.save("quotas")
+    return _reply(QuotasReply(m.quotas.book.quotas()))
+
+
+async def list_quotas(request: web.Request) -> web.Response:
+    return _reply(QuotasReply(request.app[MASTER].quotas.book.quotas()))
 
 
 def _workers(m: Master) -> list[WorkerInfo]:
@@ -652,6 +673,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app[MASTER] = master
     master.durable.register("jobs", JobsProvider(master.jobs, _epoch_offset))
     master.durable.register("holds", master.holds.registry)
+    master.durable.register("quotas", master.quotas.book)
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_durable_ctx)  # after the under-store: resumed jobs list it
     app.cleanup_ctx.append(_sweep_ctx)
@@ -676,6 +698,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_post(HOLD_RELEASE, release_hold)
     app.router.add_post(FREE, free)
     app.router.add_post(TTL, set_ttl)
+    app.router.add_post(QUOTAS, set_quotas)
+    app.router.add_get(QUOTAS, list_quotas)
     app.router.add_get("/", status_page)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))

@@ -240,7 +240,11 @@ class BlockService:
         return Found("ufs", memoryview(data))
 
     async def fetch(self, block_id: BlockId, ref: BlockRef) -> bytes:
-        """The block's bytes from the under-store, stored on the way; one read per block at once."""
+        """The block's bytes from the under-store, stored on the way; one read per block at once.
+
+        The block is charged to ``ref.tenant``: with concurrent misses, to the
+        first caller's (the one whose read runs).
+        """
         return await self._flights.do(block_id, lambda: self._fetch(block_id, ref))
 
     async def _fetch(self, block_id: BlockId, ref: BlockRef) -> bytes:
@@ -255,13 +259,13 @@ class BlockService:
                 f"{ref.bucket}/{ref.key}, expected {length}"
             )
         self.metrics.ufs_read(length)
-        await self._keep(block_id, data)
+        await self._keep(block_id, data, ref.tenant)
         return data
 
-    async def _keep(self, block_id: BlockId, data: bytes) -> None:
+    async def _keep(self, block_id: BlockId, data: bytes, tenant: str) -> None:
         """Put a fetched block in the store; on failure it is still served (pass-through)."""
         try:
-            await self.run(self.store.put, block_id, data)
+            await self.run(self.store.put, block_id, data, tenant)
         except NoCapacity as exc:
             log.debug("serving block %s uncached: %s", block_id, exc)
         except (CacheError, OSError) as exc:
