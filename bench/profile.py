@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, bench_cluster, free_port, need, presigner, wrk  # noqa: E402
-from hits import make_data, paths_file, warm  # noqa: E402
+from hits import TRUST_AN_HOUR, make_data, paths_file, warm  # noqa: E402
 
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("socket writes (send syscalls, loopback delivery)", ("http_writer.py", "selector_events.py")),
@@ -62,7 +62,9 @@ def main() -> None:
         work = Path(tmp)
         make_data(work / "ufs", a.small)
         port = free_port()
-        c = bench_cluster(work / "ufs", work / "c", memory="1GiB", ssd="0", s3_port=port).start()
+        c = bench_cluster(
+            work / "ufs", work / "c", memory="1GiB", ssd="0", s3_port=port, master_args=TRUST_AN_HOUR
+        ).start()
         try:
             endpoint = f"http://127.0.0.1:{port}"
             sign = presigner(endpoint)
