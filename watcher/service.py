@@ -1,8 +1,10 @@
 """The watcher service: workflow events in, scheduler decisions carried out against the master.
 
 One coroutine applies watch events in order (plans are computed and fed to the
-:class:`Scheduler`); another polls the master for the jobs the scheduler waits on. Both carry
-out the scheduler's actions: load jobs, protect holds, cancels, Kubernetes Events, metrics.
+:class:`Scheduler`); another polls the master for the jobs the scheduler waits on, and now and
+then for the read counts of the running steps' holds. Both carry out the scheduler's actions:
+load jobs, protect holds, cancels, Kubernetes Events, metrics. Before a step's hold is released,
+its read counts are read one last time: the step's measured hit ratio (``hits``).
 An error talking to the master or the API server is logged and counted, never fatal: the next
 observation of the run tries again.
 """
@@ -14,12 +16,14 @@ import contextlib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from ..client import CacheError, NoSuchJob
+from .hits import Reads, RunHits, StepReads
 from .kube import KubeApi, WatchEvent, WatchSettings, WorkflowWatch
 from .metrics import WatcherMetrics
 from .preloader import Preloader
@@ -59,6 +63,8 @@ class WatcherSettings:
     """Port of ``/metrics``, ``/healthz`` and ``/readyz``."""
     poll_interval: float = 0.25
     """Seconds between looks at the master's unfinished jobs."""
+    hits_interval: float = 5.0
+    """Seconds between looks at the read counts of the running steps' holds."""
     watch: WatchSettings = field(default_factory=WatchSettings)
 
     def validate(self) -> None:
@@ -73,7 +79,9 @@ class WatcherSettings:
                 raise ValueError(f"--namespace {ns!r} is not a Kubernetes namespace name")
 
 
-ActionHook = Callable[[Action, float], None]
+ActionHook = Callable[[Action | StepReads, float], None]
+KEEP_ENDED_RUNS = 100
+"""Ended runs whose per-run series stay on /metrics (older ones are removed)."""
 
 
 class Watcher:
@@ -98,6 +106,9 @@ class Watcher:
         self.clock = clock
         self.resident: dict[str, list[int]] = {}
         """Per run: preloaded blocks resident at its steps' starts, and their total."""
+        self.hits = RunHits()
+        self._ended: deque[tuple[str, str]] = deque()
+        """(namespace, name) of ended runs whose series are still exported, oldest first."""
         self.watches = [
             WorkflowWatch(
                 kube,
@@ -174,6 +185,8 @@ class Watcher:
             elif isinstance(action, Protect):
                 await self._quietly("protect", self.preloader.protect(action.hold, action.uris))
             elif isinstance(action, Release):
+                if action.ran:
+                    await self._final_reads(action)
                 await self._quietly(
                     "release", self.preloader.release(action.hold, evict_first=action.evict_first)
                 )
@@ -187,6 +200,7 @@ class Watcher:
             elif isinstance(action, RunEnded):
                 self.metrics.runs_ended.labels(action.outcome).inc()
                 self._run_end_log(action)
+                self._retire(action.run)
 
     async def _step_started(self, action: StepStarted) -> None:
         if action.lead is None:
@@ -210,7 +224,64 @@ class Watcher:
         ratio = (
             f"{resident / total:.0%} of preloaded blocks resident at step starts" if total else "no preloads"
         )
-        log.info("run %s ended (%s): %s", action.run.key, action.outcome, ratio)
+        measured = self.hits.end(action.run.key)
+        hits = f"{measured.hits}/{measured.reads} reads of held inputs were hits" if measured.reads else (
+            "no reads of held inputs seen"
+        )
+        log.info("run %s ended (%s): %s; %s", action.run.key, action.outcome, ratio, hits)
+
+    # ---- measured hit ratios ------------------------------------------------------------
+
+    def _measured(self, run: RunRef, step: str, seen: Reads) -> Reads:
+        """Feed a hold's latest counts in; export what changed. The step's figures."""
+        gain = self.hits.update(run.key, step, seen)
+        labels = (run.namespace, run.name)
+        self.metrics.run_reads.labels(*labels).inc(gain.reads)
+        self.metrics.run_hits.labels(*labels).inc(gain.hits)
+        ratio = self.hits.run(run.key).ratio
+        if ratio is not None:
+            self.metrics.run_hit_ratio.labels(*labels).set(ratio)
+        return self.hits.step(run.key, step)
+
+    async def _final_reads(self, action: Release) -> None:
+        """The step's last figures, read just before its hold goes: a StepReads record."""
+        try:
+            seen = (await self.preloader.hold_reads()).get(action.hold)
+        except TRANSIENT as exc:
+            log.warning("cannot read the hit counts of %s: %s", action.hold, exc)
+            return
+        if seen is None:
+            return  # gone already (an admin released it, or the master forgot it)
+        got = self._measured(action.run, action.step, seen)
+        if got.ratio is not None:
+            self.metrics.step_hit_ratio.observe(got.ratio)
+        record = StepReads(action.run, action.step, action.hold, got.reads, got.hits, got.ratio)
+        for hook in self.hooks:
+            hook(record, self.clock())
+
+    async def _running_reads(self) -> None:
+        """The latest figures of every running step (one look at the master's holds)."""
+        running = self.scheduler.running_holds()
+        if not running:
+            return
+        try:
+            counts = await self.preloader.hold_reads()
+        except TRANSIENT as exc:
+            log.debug("cannot read hit counts: %s", exc)
+            return
+        followed = {r.key for r in self.scheduler.runs}  # a run may have ended meanwhile
+        for run, step, hold in running:
+            if hold in counts and run.key in followed:
+                self._measured(run, step, counts[hold])
+
+    def _retire(self, run: RunRef) -> None:
+        """Keep the series of the last ``KEEP_ENDED_RUNS`` ended runs; drop older ones."""
+        self._ended.append((run.namespace, run.name))
+        while len(self._ended) > KEEP_ENDED_RUNS:
+            labels = self._ended.popleft()
+            for metric in (self.metrics.run_hit_ratio, self.metrics.run_reads, self.metrics.run_hits):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
 
     async def _submit(self, action: Submit) -> None:
         try:
@@ -227,10 +298,14 @@ class Watcher:
         await self.apply(follow)
 
     async def _poll_jobs(self) -> None:
+        last_hits = 0.0
         while True:
             await asyncio.sleep(self.settings.poll_interval)
             for job_id in self.scheduler.unfinished_jobs():
                 await self._check_job(job_id)
+            if time.monotonic() - last_hits >= self.settings.hits_interval:
+                last_hits = time.monotonic()
+                await self._running_reads()
 
     async def _check_job(self, job_id: str) -> None:
         try:
