@@ -177,6 +177,7 @@ class Watcher:
 
     async def apply(self, actions: list[Action]) -> None:
         """Carry out the scheduler's actions, in order."""
+        counts: dict[str, Reads] | None = None  # the holds' read counts, read once per batch
         for action in actions:
             for hook in self.hooks:
                 hook(action, self.clock())
@@ -186,7 +187,7 @@ class Watcher:
                 await self._quietly("protect", self.preloader.protect(action.hold, action.uris))
             elif isinstance(action, Release):
                 if action.ran:
-                    await self._final_reads(action)
+                    counts = await self._final_reads(action, counts)
                 await self._quietly(
                     "release", self.preloader.release(action.hold, evict_first=action.evict_first)
                 )
@@ -243,21 +244,28 @@ class Watcher:
             self.metrics.run_hit_ratio.labels(*labels).set(ratio)
         return self.hits.step(run.key, step)
 
-    async def _final_reads(self, action: Release) -> None:
-        """The step's last figures, read just before its hold goes: a StepReads record."""
-        try:
-            seen = (await self.preloader.hold_reads()).get(action.hold)
-        except TRANSIENT as exc:
-            log.warning("cannot read the hit counts of %s: %s", action.hold, exc)
-            return
+    async def _final_reads(self, action: Release, counts: dict[str, Reads] | None) -> dict[str, Reads] | None:
+        """The step's last figures, read just before its hold goes: a StepReads record.
+
+        ``counts``: the holds' counts read for an earlier release of the same batch (a run's
+        end releases every hold at once), else None. Returns the counts used.
+        """
+        if counts is None:
+            try:
+                counts = await self.preloader.hold_reads()
+            except TRANSIENT as exc:
+                log.warning("cannot read the hit counts of %s: %s", action.hold, exc)
+                return None
+        seen = counts.get(action.hold)
         if seen is None:
-            return  # gone already (an admin released it, or the master forgot it)
+            return counts  # gone already (an admin released it, or the master forgot it)
         got = self._measured(action.run, action.step, seen)
         if got.ratio is not None:
             self.metrics.step_hit_ratio.observe(got.ratio)
         record = StepReads(action.run, action.step, action.hold, got.reads, got.hits, got.ratio)
         for hook in self.hooks:
             hook(record, self.clock())
+        return counts
 
     async def _running_reads(self) -> None:
         """The latest figures of every running step (one look at the master's holds)."""

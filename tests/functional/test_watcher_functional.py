@@ -23,6 +23,7 @@ from argosim import ArgoSim
 from cluster import PcCluster
 from kubeapi import FakeKubeApi
 from pipecache.client import connect
+from pipecache.watcher.hits import StepReads
 from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher, watcher_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,6 +310,8 @@ async def test_failed_or_deleted_run_cancels_its_jobs(
         )
         assert job.objects_done < 150
         assert await w.metric("pipecache_watcher_jobs_cancelled_total") >= 1
+        # The end is counted after the holds are released (the cancels come first).
+        await until(lambda: w.metric("pipecache_watcher_runs_ended_total", outcome=how), what="run end")
         assert await w.metric("pipecache_watcher_runs_ended_total", outcome=how) == 1
 
 
@@ -396,7 +399,8 @@ async def test_simulated_steps_first_reads_are_cache_hits(
 ) -> None:
     bucket = unique("e2e")
     seed(s3, bucket, {"shakespeare1.txt": b"to be or not " * 40000, "shakespeare2.txt": b"a rose " * 90000})
-    sim = ArgoSim(real_importer(bucket, unique("pipeline-with-importer")))
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
     async with watcher_process(kube, cluster.master, tmp_path) as w:
         run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6)
         await until(
@@ -410,6 +414,13 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         # What the watcher can tell on its own: every preloaded block was resident at each start.
         starts = await w.metric("pipecache_watcher_step_resident_ratio_count")
         assert starts == 4 and await w.metric("pipecache_watcher_step_resident_ratio_sum") == starts
+        # What the workers measured: every read of the steps' held inputs was a hit.
+        run = {"namespace": NS, "run": name}
+        assert await w.metric("pipecache_watcher_run_hit_ratio", **run) == 1.0
+        reads = await w.metric("pipecache_watcher_run_reads_total", **run)
+        assert reads >= 4 and await w.metric("pipecache_watcher_run_hits_total", **run) == reads
+        assert await w.metric("pipecache_watcher_step_hit_ratio_count") == 4
+        assert await w.metric("pipecache_watcher_step_hit_ratio_sum") == 4
     # The --timeline file: the two preloads, the four step starts, the end of the run.
     kinds = [
         (r["action"], r.get("step"))
@@ -425,6 +436,46 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         ("StepStarted", "train-2"),
         ("RunEnded", None),
     ]
+    # Each step's measured hit ratio, read just before its hold was released.
+    measured = {r["step"]: r["ratio"] for r in w.timeline if r["action"] == "StepReads"}
+    assert measured == dict.fromkeys(["importer", "train", "importer-2", "train-2"], 1.0)
+
+
+async def test_a_step_whose_input_left_the_cache_misses(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bucket = unique("miss")
+    seed(s3, bucket, {"shakespeare1.txt": b"to be " * 250000, "shakespeare2.txt": b"a rose " * 30000})
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
+    one = f"s3://{bucket}/shakespeare1.txt"
+    async with watcher(kube, cluster.master, tmp_path) as w:
+        kube.put(sim.wf)
+        await until(lambda: kube.events_for(name, "PreloadComplete"), what="first preload")
+        # The importer's input is preloaded, then dropped (the hold stays): its first reads miss.
+        async with connect(cluster.master) as pc:
+            assert (await pc.free(one, force=True)).freed == 2
+            ids = [(await pc.stat(bucket, "shakespeare1.txt")).block_id(i) for i in range(2)]
+            await until(lambda: _gone(pc, ids), what="blocks dropped")
+        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6)
+        await until(lambda: w.metric("pipecache_watcher_runs_ended_total", outcome="succeeded"), what="end")
+        assert [r.hit_ratio for r in run.steps] == [0.0, 1.0, 1.0, 1.0]  # the workers' own view
+        measured = {a.step: (a.reads, a.hits) for _, a in w.actions if isinstance(a, StepReads)}
+        assert measured["importer"][1] == 0 < measured["importer"][0]  # every read a miss
+        assert all(hits == reads > 0 for reads, hits in (measured[s] for s in ("importer-2", "train-2")))
+        labels = {"namespace": NS, "run": name}
+        ratio = await w.metric("pipecache_watcher_run_hit_ratio", **labels)
+        reads = await w.metric("pipecache_watcher_run_reads_total", **labels)
+        hits = await w.metric("pipecache_watcher_run_hits_total", **labels)
+        assert 0 < ratio < 1 and ratio == pytest.approx(hits / reads)
+
+
+async def _gone(pc: Any, ids: list[str]) -> bool:
+    return not await pc.locate(ids)
 
 
 async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
