@@ -24,6 +24,7 @@ from cluster import PcCluster
 from kubeapi import FakeKubeApi
 from pipecache.client import connect
 from pipecache.watcher.hits import StepReads
+from pipecache.watcher.scheduler import RunEnded, StepStarted, Submit
 from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher, watcher_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -491,13 +492,8 @@ async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 30000})
     seed(s3, f"pipeline-root-{tag}", {})
     sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
-
-    def write(uri: str) -> None:  # a step writing its output artifact straight to S3
-        bucket, key = uri.split("://", 1)[1].split("/", 1)
-        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(300_000))
-
     async with watcher(kube, cluster.master, tmp_path):
-        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=write)
+        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=_s3_writer(s3))
     reads = {r.step: (r.inputs, r.hit_ratio) for r in run.steps}
     root = f"s3://pipeline-root-{tag}/{wf['metadata']['name']}"
     # train and report read what prepare wrote (preloaded once prepare finished); the
@@ -507,6 +503,49 @@ async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     assert {step: ratio for step, (_, ratio) in reads.items()} == dict.fromkeys(
         ["importer", "prepare", "audit", "train", "report"], 1.0
     )
+
+
+async def test_a_loops_steps_get_their_items_preloaded(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    names = ("datasets", "models", "shards", "pipeline-root", "mlpipeline")
+    wf = own("v2_compiled.yaml", unique("loop"), {f"{n}/": f"{n}-{tag}/" for n in names})
+    seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 1000})
+    shards = {f"part-{i}.parquet": os.urandom(200_000 + i) for i in range(2)}
+    seed(s3, f"shards-{tag}", shards)
+    seed(s3, f"pipeline-root-{tag}", {})
+    sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
+    uris = tuple(f"s3://shards-{tag}/{k}" for k in shards)
+    async with watcher(kube, cluster.master, tmp_path) as w:
+        # for-loop-1 runs read-shard once per shard (three Argo levels; withSequence over the
+        # loop's items); each iteration reads the shard its loop item names.
+        run = await run_pipeline(
+            kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=_s3_writer(s3), read_params=("path",)
+        )
+        await until(lambda: any(isinstance(a, RunEnded) for _, a in w.actions), what="run end")
+    iterations = [r for r in run.steps if r.step == "read-shard"]
+    assert sorted(r.inputs[0] for r in iterations) == list(uris)
+    assert [r.hit_ratio for r in iterations] == [1.0, 1.0]
+    # Both items were preloaded for the step, in one job, before its iterations started.
+    [submit] = [(t, a) for t, a in w.actions if isinstance(a, Submit) and a.step == "read-shard"]
+    assert submit[1].uris == uris
+    [start] = [t for t, a in w.actions if isinstance(a, StepStarted) and a.step == "read-shard"]
+    assert submit[0] < start
+    [measured] = [a for _, a in w.actions if isinstance(a, StepReads) and a.step == "read-shard"]
+    assert measured.reads >= 2 and measured.ratio == 1.0
+
+
+def _s3_writer(s3) -> Callable[[str], None]:  # type: ignore[no-untyped-def]
+    def write(uri: str) -> None:  # a step writing its output artifact straight to S3
+        bucket, key = uri.split("://", 1)[1].split("/", 1)
+        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(300_000))
+
+    return write
 
 
 def _gateway_reader(gw) -> Callable[[str], int]:  # type: ignore[no-untyped-def]
