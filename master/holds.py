@@ -202,9 +202,14 @@ class HoldRegistry:
             for b in kept:
                 self._ahead.setdefault(b, set()).add(worker_id)
         out: list[Command] = []
+        kept_set = set(kept)
         for hold in self._holds.values():
             if hold.kind in KEEPING:
-                mine = [b for b in kept if b in hold.blocks]
+                # Walk the smaller side: a big report against small holds, or the reverse.
+                if len(hold.blocks) < len(kept):
+                    mine = [b for b in hold.blocks if b in kept_set]
+                else:
+                    mine = [b for b in kept if b in hold.blocks]
                 if mine:
                     out.extend(self._tagged(hold, {b: [worker_id] for b in mine})[worker_id])
         return out

@@ -25,7 +25,9 @@ class ReadTags:
     """Block -> tags, and per tag [reads, hits] (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._tags: dict[BlockId, set[str]] = {}
+        self._tags: dict[BlockId, frozenset[str]] = {}
+        """Block -> its tags; the sets are shared (most held blocks have the same few tags)."""
+        self._sets: dict[frozenset[str], frozenset[str]] = {}
         self._blocks: dict[str, set[BlockId]] = {}
         self._counts: dict[str, list[int]] = {}
 
@@ -37,7 +39,7 @@ class ReadTags:
         for b in ids:
             if b not in blocks:
                 blocks.add(b)
-                self._tags.setdefault(b, set()).add(tag)
+                self._tags[b] = self._shared(self._tags.get(b, frozenset()) | {tag})
                 new += 1
         return new
 
@@ -46,11 +48,17 @@ class ReadTags:
         blocks = self._blocks.pop(tag, set())
         self._counts.pop(tag, None)
         for b in blocks:
-            tags = self._tags[b]
-            tags.discard(tag)
-            if not tags:
+            left = self._tags[b] - {tag}
+            if left:
+                self._tags[b] = self._shared(left)
+            else:
                 del self._tags[b]
+        if blocks:
+            self._sets = {s: s for s in self._tags.values()}  # drop sets no block uses now
         return len(blocks)
+
+    def _shared(self, tags: frozenset[str]) -> frozenset[str]:
+        return self._sets.setdefault(tags, tags)
 
     def read(self, block_id: BlockId, hit: bool) -> None:
         """One read of ``block_id`` was served: from a tier (``hit``) or the under-store."""
@@ -70,6 +78,7 @@ class ReadTags:
     def clear(self) -> None:
         """Forget every tag (the worker registers again)."""
         self._tags.clear()
+        self._sets.clear()
         self._blocks.clear()
         self._counts.clear()
 

@@ -179,6 +179,8 @@ class Watcher:
         """Carry out the scheduler's actions, in order."""
         counts: dict[str, Reads] | None = None  # the holds' read counts, read once per batch
         for action in actions:
+            if isinstance(action, Release) and action.ran:
+                counts = await self._final_reads(action, counts)  # before the hold goes
             for hook in self.hooks:
                 hook(action, self.clock())
             if isinstance(action, Submit):
@@ -186,8 +188,6 @@ class Watcher:
             elif isinstance(action, Protect):
                 await self._quietly("protect", self.preloader.protect(action.hold, action.uris))
             elif isinstance(action, Release):
-                if action.ran:
-                    counts = await self._final_reads(action, counts)
                 await self._quietly(
                     "release", self.preloader.release(action.hold, evict_first=action.evict_first)
                 )
