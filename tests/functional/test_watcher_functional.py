@@ -24,7 +24,7 @@ from cluster import PcCluster
 from kubeapi import FakeKubeApi
 from pipecache.client import connect
 from pipecache.watcher.hits import StepReads
-from pipecache.watcher.scheduler import RunEnded, StepStarted, Submit
+from pipecache.watcher.scheduler import Release, RunEnded, StepStarted, Submit
 from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher, watcher_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -473,6 +473,31 @@ async def test_a_step_whose_input_left_the_cache_misses(
         reads = await w.metric("pipecache_watcher_run_reads_total", **labels)
         hits = await w.metric("pipecache_watcher_run_hits_total", **labels)
         assert 0 < ratio < 1 and ratio == pytest.approx(hits / reads)
+
+
+async def test_a_running_steps_reads_are_measured_before_it_ends(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bucket = unique("live")
+    seed(s3, bucket, {"shakespeare1.txt": b"x" * 3000, "shakespeare2.txt": b"y" * 3000})
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
+    labels = {"namespace": NS, "run": name}
+    async with watcher(kube, cluster.master, tmp_path, hits_interval=0.2) as w:
+        kube.put(sim.wf)
+        await until(lambda: kube.events_for(name, "PreloadComplete"), what="first preload")
+        while not any(p.path[-1] == "importer" for p in sim.tick()):
+            pass
+        kube.put(sim.wf)  # the importer runs, and stays running: its hold is not released
+        await until(lambda: any(isinstance(a, StepStarted) for _, a in w.actions), what="start")
+        _gateway_reader(gw)(f"s3://{bucket}/shakespeare1.txt")
+        await until(lambda: w.metric("pipecache_watcher_run_reads_total", **labels), what="live count")
+        assert await w.metric("pipecache_watcher_run_hit_ratio", **labels) == 1.0
+        assert not any(isinstance(a, (Release, StepReads)) for _, a in w.actions)
 
 
 async def _gone(pc: Any, ids: list[str]) -> bool:

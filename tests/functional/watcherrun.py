@@ -51,7 +51,13 @@ class RunningWatcher:
 
 @contextlib.asynccontextmanager
 async def watcher(
-    kube: FakeKubeApi, master: str, tmp: Path, *, lookahead: int = 2, namespaces: tuple[str, ...] = ()
+    kube: FakeKubeApi,
+    master: str,
+    tmp: Path,
+    *,
+    lookahead: int = 2,
+    namespaces: tuple[str, ...] = (),
+    hits_interval: float = 5.0,
 ) -> AsyncIterator[RunningWatcher]:
     port = free_port()
     settings = WatcherSettings(
@@ -60,6 +66,7 @@ async def watcher(
         kubeconfig=str(kube.kubeconfig(tmp / "kubeconfig")),
         metrics_port=port,
         poll_interval=0.05,
+        hits_interval=hits_interval,
         watch=WatchSettings(namespaces=namespaces, watch_timeout=60, backoff_initial=0.05, backoff_max=0.5),
     )
     handle = RunningWatcher(f"http://127.0.0.1:{port}")
