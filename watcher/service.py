@@ -72,6 +72,8 @@ class WatcherSettings:
             raise ValueError(f"--master must be an http(s) URL, not {self.master!r}")
         if not 0 <= self.lookahead <= 100:
             raise ValueError("--lookahead must be between 0 and 100")
+        if not 0 < self.hits_interval <= 3600:
+            raise ValueError("--hits-interval must be over 0 and at most 3600 seconds")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("--metrics-port must be a port number")
         for ns in self.watch.namespaces:
