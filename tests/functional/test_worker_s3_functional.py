@@ -116,3 +116,26 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     body = gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
     assert body == data
     assert metric_sum(c.workers[1].url, "pipecache_worker_corrupt_blocks_total") > 0
+
+
+def test_local_reads_count_for_the_holds_of_their_blocks(local_s3: tuple[PcCluster, str], s3) -> None:  # type: ignore[no-untyped-def]
+    c, url = local_s3
+    make_bucket(s3, BUCKET)
+    gw = _client(url)
+    key, data = _key_on(c, "w1", gw, s3)  # read once, before any hold: counted for none
+
+    async def protect_then_count() -> tuple[int, int]:
+        async with connect(c.master) as pc:
+            await pc.protect("local-step", f"s3://{BUCKET}/{key}")
+            await asyncio.sleep(0.6)  # the tagged pin reaches the worker with its next beat
+            body = await asyncio.to_thread(lambda: gw.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+            assert body == data
+            for _ in range(50):  # the counts reach the master with the worker's next beat
+                (info,) = [h for h in await pc.holds() if h.name == "local-step"]
+                if info.reads:
+                    break
+                await asyncio.sleep(0.1)
+            await pc.release("local-step")
+            return info.reads, info.hits
+
+    assert asyncio.run(protect_then_count()) == (1, 1)  # served from the local store, a hit
