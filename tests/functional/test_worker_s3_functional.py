@@ -63,8 +63,9 @@ def _key_on(c: PcCluster, worker_id: str, gw, s3) -> tuple[str, bytes]:  # type:
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{key}: no worker reported its block")
 
+    run = os.urandom(4).hex()  # fresh keys: an overwrite would be a change behind the cache's back
     for i in range(20):  # each key lands on the worker with odds 1/2
-        key, data = f"one-block-{i}", os.urandom(MiB // 2)
+        key, data = f"one-block-{run}-{i}", os.urandom(MiB // 2)
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
         assert gw.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
         if worker_id in asyncio.run(holders(key)):
