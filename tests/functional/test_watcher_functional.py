@@ -364,11 +364,15 @@ async def test_holds_protect_until_each_step_ends(
             f"kfp:{NS}/{name}/train": ("protect", one),
         }
         await put_and_tick(kube, sim, 4)  # the importer ran and finished; train runs
+        # The importer's hold goes and importer-2's comes with the same status change, one
+        # request after the other: wait for both, not for the moment between them.
         holds = await until(
-            lambda: _without(holds_of(cluster.master, name), f"kfp:{NS}/{name}/importer"),
-            what="importer released",
+            lambda: _settled(
+                holds_of(cluster.master, name), f"kfp:{NS}/{name}/importer", f"kfp:{NS}/{name}/importer-2"
+            ),
+            what="importer released, importer-2 protected",
         )
-        assert f"kfp:{NS}/{name}/train" in holds and f"kfp:{NS}/{name}/importer-2" in holds
+        assert f"kfp:{NS}/{name}/train" in holds
         sim.run_to_end()
         kube.put(sim.wf)
         await until(lambda: _none(holds_of(cluster.master, name)), what="every hold released at the end")
@@ -382,6 +386,11 @@ async def _with(holds: Any, n: int) -> Any:
 async def _without(holds: Any, name: str) -> Any:
     found = await holds
     return found if name not in found else None
+
+
+async def _settled(holds: Any, gone: str, there: str) -> Any:
+    found = await holds
+    return found if gone not in found and there in found else None
 
 
 async def _none(holds: Any) -> bool:
