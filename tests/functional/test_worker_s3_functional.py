@@ -105,8 +105,9 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     s3.put_object(Bucket=BUCKET, Key="corrupt.bin", Body=data)
     gw = _client(url)
     gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
-    # Memory holds 4 MiB: reading another 10 MiB pushes these blocks to SSD.
-    s3.put_object(Bucket=BUCKET, Key="filler.bin", Body=os.urandom(10 * MiB))
+    # Memory holds 4 MiB: reading another 32 MiB (about 16 blocks land on each worker,
+    # never fewer than 4 but once in thousands of runs) pushes these blocks to SSD.
+    s3.put_object(Bucket=BUCKET, Key="filler.bin", Body=os.urandom(32 * MiB))
     gw.get_object(Bucket=BUCKET, Key="filler.bin")["Body"].read()
     files = [p for p in (c.workers[1].data_dir).rglob("*") if p.is_file() and p.stat().st_size > MiB // 2]
     assert files, "no SSD block files on the local worker"
