@@ -106,7 +106,7 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     gw = _client(url)
     gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
     # Memory holds 4 MiB: reading another 32 MiB (about 16 blocks land on each worker,
-    # never fewer than 4 but once in thousands of runs) pushes these blocks to SSD.
+    # fewer than 4 about once in a million runs) pushes these blocks to SSD.
     s3.put_object(Bucket=BUCKET, Key="filler.bin", Body=os.urandom(32 * MiB))
     gw.get_object(Bucket=BUCKET, Key="filler.bin")["Body"].read()
     files = [p for p in (c.workers[1].data_dir).rglob("*") if p.is_file() and p.stat().st_size > MiB // 2]
