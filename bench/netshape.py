@@ -80,7 +80,10 @@ class DelayProxy:
         except OSError:
             w.close()
             return
-        await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w), return_exceptions=True)
+        try:
+            await asyncio.gather(self._pipe(r, uw), self._pipe(ur, w), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping; end quietly (asyncio logs cancelled connection handlers)
         for x in (w, uw):
             x.close()
 
