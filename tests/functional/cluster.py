@@ -226,12 +226,17 @@ def running(c: PcCluster) -> Iterator[PcCluster]:
 
 def gateway_client(cluster: PcCluster):  # type: ignore[no-untyped-def]
     """A boto3 S3 client pointed at ``cluster``'s gateway (one attempt per call)."""
+    return s3_client(cluster.gateway)
+
+
+def s3_client(url: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at the S3 endpoint ``url`` (test keys, one attempt per call)."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
-        endpoint_url=cluster.gateway,
+        endpoint_url=url,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         region_name="us-east-1",

@@ -6,10 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, gateway_client, make_bucket, metric_sum
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, gateway_client, make_bucket, metric_sum, s3_client
 
 BUCKET = "feed"
 
@@ -30,16 +28,6 @@ def two_gateways(
         c.stop()
 
 
-def _client(url: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
 
 def _stats(c: PcCluster) -> float:
     return metric_sum(c.master, "pipecache_master_requests_total", route="/api/v1/stat")
@@ -48,7 +36,7 @@ def _stats(c: PcCluster) -> float:
 def test_a_write_through_one_gateway_is_read_at_once_through_another(two_gateways, s3) -> None:  # type: ignore[no-untyped-def]
     c, other_url = two_gateways
     make_bucket(s3, BUCKET)
-    a, b = gateway_client(c), _client(other_url)
+    a, b = gateway_client(c), s3_client(other_url)
     a.put_object(Bucket=BUCKET, Key="k", Body=b"first")
     time.sleep(1.0)  # both gateways have found the feed
     for _ in range(3):
@@ -67,7 +55,7 @@ def test_a_write_through_one_gateway_is_read_at_once_through_another(two_gateway
 def test_unchanged_metadata_is_reused_for_the_whole_ttl(two_gateways, s3) -> None:  # type: ignore[no-untyped-def]
     c, other_url = two_gateways
     make_bucket(s3, BUCKET)
-    b = _client(other_url)
+    b = s3_client(other_url)
     s3.put_object(Bucket=BUCKET, Key="steady", Body=b"x" * 1000)
     assert b.get_object(Bucket=BUCKET, Key="steady")["Body"].read() == b"x" * 1000
     time.sleep(2.5)  # past the 2 s a gateway reuses metadata without the feed
@@ -80,7 +68,7 @@ def test_unchanged_metadata_is_reused_for_the_whole_ttl(two_gateways, s3) -> Non
 def test_a_master_restart_makes_gateways_forget(two_gateways, s3) -> None:  # type: ignore[no-untyped-def]
     c, other_url = two_gateways
     make_bucket(s3, BUCKET)
-    b = _client(other_url)
+    b = s3_client(other_url)
     s3.put_object(Bucket=BUCKET, Key="restart", Body=b"old")
     assert b.get_object(Bucket=BUCKET, Key="restart")["Body"].read() == b"old"
     c.stop_master()

@@ -516,6 +516,16 @@ async def _gone(pc: Any, ids: list[str]) -> bool:
     return not await pc.locate(ids)
 
 
+def _v2_run(s3, label: str, label_rows: int) -> tuple[str, dict[str, Any], ArgoSim]:  # type: ignore[no-untyped-def]
+    """The compiled KFP v2 pipeline on buckets of its own (a fresh tag), its labels seeded."""
+    tag = uuid.uuid4().hex[:8]
+    names = ("datasets", "models", "shards", "pipeline-root", "mlpipeline")
+    wf = own("v2_compiled.yaml", unique(label), {f"{n}/": f"{n}-{tag}/" for n in names})
+    seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * label_rows})
+    seed(s3, f"pipeline-root-{tag}", {})
+    return tag, wf, ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
+
+
 async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     kube: FakeKubeApi,
     cluster: PcCluster,
@@ -523,12 +533,7 @@ async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     gw,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    names = ("datasets", "models", "shards", "pipeline-root", "mlpipeline")
-    wf = own("v2_compiled.yaml", unique("prep-train"), {f"{n}/": f"{n}-{tag}/" for n in names})
-    seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 30000})
-    seed(s3, f"pipeline-root-{tag}", {})
-    sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
+    tag, wf, sim = _v2_run(s3, "prep-train", label_rows=30000)
     async with watcher(kube, cluster.master, tmp_path):
         run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=_s3_writer(s3))
     reads = {r.step: (r.inputs, r.hit_ratio) for r in run.steps}
@@ -549,14 +554,9 @@ async def test_a_loops_steps_get_their_items_preloaded(
     gw,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    names = ("datasets", "models", "shards", "pipeline-root", "mlpipeline")
-    wf = own("v2_compiled.yaml", unique("loop"), {f"{n}/": f"{n}-{tag}/" for n in names})
-    seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 1000})
+    tag, wf, sim = _v2_run(s3, "loop", label_rows=1000)
     shards = {f"part-{i}.parquet": os.urandom(200_000 + i) for i in range(2)}
     seed(s3, f"shards-{tag}", shards)
-    seed(s3, f"pipeline-root-{tag}", {})
-    sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
     uris = tuple(f"s3://shards-{tag}/{k}" for k in shards)
     async with watcher(kube, cluster.master, tmp_path) as w:
         # for-loop-1 runs read-shard once per shard (three Argo levels; withSequence over the

@@ -12,10 +12,8 @@ import hashlib
 import os
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, Worker, free_port, make_bucket, metric_sum
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, Worker, free_port, make_bucket, metric_sum, s3_client
 from pipecache.client import connect
 
 MiB = 1024 * 1024
@@ -38,16 +36,6 @@ def local_s3(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         c.stop()
 
-
-def _client(url: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 def _key_on(c: PcCluster, worker_id: str, gw, s3) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
@@ -79,7 +67,7 @@ def test_reads_through_the_workers_own_s3_endpoint(local_s3: tuple[PcCluster, st
     data = os.urandom(24 * MiB + 12345)
     s3.put_object(Bucket=BUCKET, Key="big.bin", Body=data)
     s3.put_object(Bucket=BUCKET, Key="empty", Body=b"")
-    gw = _client(url)
+    gw = s3_client(url)
     local, other = c.workers[1], c.workers[0]
     for _ in range(3):  # a miss, then hits from memory and (4 MiB of memory each) SSD
         body = gw.get_object(Bucket=BUCKET, Key="big.bin")["Body"].read()
@@ -103,7 +91,7 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     make_bucket(s3, BUCKET)
     data = os.urandom(10 * MiB)
     s3.put_object(Bucket=BUCKET, Key="corrupt.bin", Body=data)
-    gw = _client(url)
+    gw = s3_client(url)
     gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
     # Memory holds 4 MiB: reading another 32 MiB (about 16 blocks land on each worker,
     # fewer than 4 about once in a million runs) pushes these blocks to SSD.
@@ -123,7 +111,7 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
 def test_local_reads_count_for_the_holds_of_their_blocks(local_s3: tuple[PcCluster, str], s3) -> None:  # type: ignore[no-untyped-def]
     c, url = local_s3
     make_bucket(s3, BUCKET)
-    gw = _client(url)
+    gw = s3_client(url)
     key, data = _key_on(c, "w1", gw, s3)  # read once, before any hold: counted for none
 
     async def protect_then_count() -> tuple[int, int]:
