@@ -42,6 +42,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -75,6 +76,8 @@ M = TypeVar("M", bound=Message)
 
 MIN_INTERVAL = 0.05
 """Floor on the master's heartbeat interval (a zero would spin)."""
+EARLY_BEAT = 0.1
+"""Early beats (load progress) come at most this share of the interval apart."""
 BACKOFF_BASE = 0.1
 _PIN_COMMANDS = frozenset({"pin", "unpin", "release"})
 """Commands carried out by the ``TieredStore`` method of the same name."""
@@ -192,6 +195,10 @@ class Heartbeat:
         """Block id -> its running load task."""
         self._load_failed: dict[str, str] = {}
         """Block id -> why its load failed, until a beat carrying it is acknowledged."""
+        self._soon = asyncio.Event()
+        """Set when a beat should not wait for the interval (half the load batch is done)."""
+        self._batch = 0
+        """Load tasks running after the last beat's commands started."""
 
     async def close(self) -> None:
         """Cancel the load tasks still running (at shutdown)."""
@@ -288,8 +295,17 @@ class Heartbeat:
         return added, removed, store.usage(), tenants
 
     async def _beat_until_forgotten(self) -> None:
+        last = 0.0
         while True:
-            await asyncio.sleep(self._interval)
+            # Every interval, or sooner once half the load batch is done: the master hands
+            # out load tasks and learns of loaded blocks only in beats, so waiting out the
+            # interval would leave the under-store link idle between batches.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._soon.wait(), self._interval)
+            self._soon.clear()
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(max(0.0, last + self._interval * EARLY_BEAT - loop.time()))
+            last = loop.time()
             if self._wanted_ufs is not None and self._wanted_ufs != self._ufs_uri:
                 await self._use_ufs(self._wanted_ufs)  # opening failed before: retry
             added, removed, usage, tenants = await self._svc.run(self._changes)
@@ -338,6 +354,7 @@ class Heartbeat:
                 elif cmd.kind == "load":
                     for task in cmd.loads:
                         self._start_load(task)
+                    self._batch = len(self._loads)
                 elif cmd.kind == "quota":
                     self._svc.store.set_quotas(cmd.quotas)
                     log.info("cache quota shares: %s", cmd.quotas)
@@ -368,7 +385,12 @@ class Heartbeat:
         self._load_failed.pop(bid, None)  # the master retries it: an old failure is stale
         t = asyncio.create_task(self._load(task, bid), name=f"load:{bid}")
         self._loads[bid] = t
-        t.add_done_callback(lambda _: self._loads.pop(bid, None))
+        t.add_done_callback(lambda _: self._load_done(bid))
+
+    def _load_done(self, bid: str) -> None:
+        self._loads.pop(bid, None)
+        if len(self._loads) <= self._batch // 2:
+            self._soon.set()
 
     async def _load(self, task: LoadTask, bid: str) -> None:
         """Fetch one block into the store, unless it is there already; note a failure."""

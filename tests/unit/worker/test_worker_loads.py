@@ -62,3 +62,38 @@ async def test_loads_fetch_skip_and_report_failures() -> None:
             task("unkept").ref().block_id(): "fetched but not kept (no capacity)",
         }
         await hb.close()
+
+
+async def test_half_a_load_batch_done_calls_for_an_early_beat() -> None:
+    svc = FakeService()
+    svc.gate.set()
+    gates = {f"k{i}": asyncio.Event() for i in range(4)}
+    plain = svc.fetch
+
+    async def fetch(block_id: str, ref: Any) -> bytes:
+        await gates[ref.key].wait()
+        return await plain(block_id, ref)
+
+    svc.fetch = fetch  # type: ignore[method-assign]
+    async with aiohttp.ClientSession() as session:
+        hb = Heartbeat(
+            svc,  # type: ignore[arg-type]
+            session, master="http://unused", worker_id="w", address="http://w", timeout=1,
+            retry_max=1, load_concurrency=4,
+        )
+        loads = [task(k) for k in gates]
+        await hb._execute([Command("load", [t.ref().block_id() for t in loads], loads)])
+        assert hb._batch == 4 and not hb._soon.is_set()
+
+        async def finish(key: str) -> None:
+            gates[key].set()
+            await hb._loads[task(key).ref().block_id()]
+            await asyncio.sleep(0)  # the done callback
+
+        await finish("k0")  # one of four: the beat can wait for its interval
+        assert not hb._soon.is_set()
+        await finish("k1")  # half: the master should hear of it now, and send more
+        assert hb._soon.is_set()
+        for key in ("k2", "k3"):
+            await finish(key)
+        await hb.close()
