@@ -178,6 +178,22 @@ def master(
     help="SSD tier budget (default: 80%% of free disk at --data-dir; 0 disables).",
 )
 @click.option("--policy", type=click.Choice(["lru", "lrfu"]), default="lru", show_default=True)
+@click.option(
+    "--ufs-read-timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    envvar="PIPECACHE_UFS_READ_TIMEOUT",
+    help="Seconds an under-store read may go without a byte before it is tried again.",
+)
+@click.option(
+    "--ufs-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    envvar="PIPECACHE_UFS_ATTEMPTS",
+    help="Attempts per under-store read before the miss fails (503 at the gateway).",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def worker(
     master_url: str,
@@ -189,6 +205,8 @@ def worker(
     memory: int | None,
     ssd: int | None,
     policy: str,
+    ufs_read_timeout: float,
+    ufs_attempts: int,
     check_config: bool,
 ) -> None:
     """Run a worker: holds blocks in memory and on SSD, fetches misses from the under-store."""
@@ -205,6 +223,8 @@ def worker(
         memory_bytes=memory,
         ssd_bytes=ssd,
         policy=policy,
+        ufs_read_timeout=ufs_read_timeout,
+        ufs_attempts=ufs_attempts,
     )
     _check_or_fail(s.validate)
     if check_config:

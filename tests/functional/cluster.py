@@ -77,6 +77,8 @@ class PcCluster:
     n_workers: int = 2
     master_args: tuple[str, ...] = FAST_TEST_MASTER_ARGS
     """Extra master flags; benchmarks pass () to run with the defaults users get."""
+    worker_args: tuple[str, ...] = ()
+    """Extra flags for every worker (before each worker's own ``Worker.args``)."""
     master_journal: bool = True
     """Give the master a data dir (root/master), so load jobs survive ``restart_master``."""
     procs: Cluster = field(default_factory=Cluster)
@@ -165,6 +167,7 @@ class PcCluster:
             self.ssd,
             "--worker-id",
             f"w{w.index}",
+            *self.worker_args,
             *w.args,
         )
         wait_healthy(w.url, w.proc)

@@ -30,6 +30,7 @@ from faultproxy import FaultProxy  # noqa: E402
 
 MiB = 1024 * 1024
 BUCKET = "faults"
+UFS_READ_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,16 @@ def ufs_proxy(moto_server: str) -> Iterator[FaultProxy]:
 def fc(
     ufs_proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PcCluster, FaultProxy]]:
-    """Worker 0 reached directly, worker 1 only through a proxy; the under-store through another."""
-    c = PcCluster(ufs=ufs_proxy.url, root=tmp_path_factory.mktemp("faults"), n_workers=1)
+    """Worker 0 reached directly, worker 1 only through a proxy; the under-store through another.
+
+    The workers give up on a silent under-store read after 1 s, and try twice.
+    """
+    c = PcCluster(
+        ufs=ufs_proxy.url,
+        root=tmp_path_factory.mktemp("faults"),
+        n_workers=1,
+        worker_args=("--ufs-read-timeout", str(UFS_READ_TIMEOUT), "--ufs-attempts", "2"),
+    )
     c.start()
     port = free_port()
     proxy = FaultProxy("127.0.0.1", port).start()
@@ -170,6 +179,27 @@ def test_understore_cut_mid_body_caches_nothing_wrong(s3, gwc, fc, ufs_proxy) ->
     # Nothing half-read was cached: every later read is the object, from whatever tier.
     for _ in range(2):
         assert digest(gwc.get_object(Bucket=BUCKET, Key="ufscut/obj")["Body"].read()) == digest(body)
+
+
+def test_understore_stalled_mid_body_is_a_quick_503_and_caches_nothing(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    body = seed(s3, "ufsstall/obj", 3 * MiB)
+    gwc.head_object(Bucket=BUCKET, Key="ufsstall/obj")  # metadata first (HEADs fit under the stall point)
+    # Every under-store connection goes quiet after 200 KiB: block reads hang mid-body.
+    ufs_proxy.set("stall", cut_after=200 * 1024)
+    stalls = ufs_proxy.stalls
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        gwc.get_object(Bucket=BUCKET, Key="ufsstall/obj")["Body"].read()
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    assert err.value.response["Error"]["Code"] == "ServiceUnavailable"
+    # The worker waited out its read timeout twice (two attempts), then answered: not a hang.
+    assert ufs_proxy.stalls - stalls >= 2
+    assert 2 * UFS_READ_TIMEOUT <= elapsed < 10, elapsed
+    ufs_proxy.set("pass")
+    # Nothing half-read was cached: the object comes back whole and right, twice.
+    for _ in range(2):
+        assert digest(gwc.get_object(Bucket=BUCKET, Key="ufsstall/obj")["Body"].read()) == digest(body)
 
 
 def test_understore_throttling_is_passed_on_as_slow_down(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
