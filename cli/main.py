@@ -258,6 +258,22 @@ def worker(
     envvar="PIPECACHE_DOMAINS",
     help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
 )
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    envvar="PIPECACHE_HEADER_TIMEOUT",
+    help="Seconds a request's headers may take to arrive; slower clients are closed.",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=512,
+    show_default=True,
+    envvar="PIPECACHE_MAX_CONNECTIONS",
+    help="Most client connections open at once; more get 503 SlowDown (raise with ulimit -n).",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,
@@ -269,6 +285,8 @@ def gateway(
     anonymous: bool,
     tenants_file: str | None,
     domains: tuple[str, ...],
+    header_timeout: float,
+    max_connections: int,
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -285,12 +303,14 @@ def gateway(
         anonymous=anonymous,
         tenants_file=tenants_file,
         domains=domains,
+        header_timeout=header_timeout,
+        max_connections=max_connections,
     )
     _check_or_fail(s.validate)
     if check_config:
         click.echo("gateway settings ok")
         return
-    _run_service(lambda: serve(make_app(s), host, port, name="gateway"))
+    _run_service(lambda: serve(make_app(s), host, port, name="gateway", limits=s.limits()))
 
 
 @main.command()

@@ -20,6 +20,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..tiering.errors import BadRequest, CacheError, Unauthorized
+from .connguard import ConnectionLimits, GuardedServer
 from .protocol import API, BLOCKS, MAX_BODY, MSGPACK, ErrorBody, Message
 from .rpc import TOKEN_ENV, cluster_token, token_headers
 
@@ -134,12 +135,22 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def serve(app: web.Application, host: str, port: int, *, name: str) -> None:
-    """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up."""
+async def serve(
+    app: web.Application, host: str, port: int, *, name: str, limits: ConnectionLimits | None = None
+) -> None:
+    """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up.
+
+    Every connection is guarded (``connguard``): a request head must arrive within
+    ``limits.header_timeout``, and at most ``limits.max_connections`` are open at once.
+    """
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-    await site.start()
+    listener = GuardedServer(runner, limits or ConnectionLimits())
+    try:
+        await listener.start(host, port)
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("%s listening on http://%s:%d", name, host, port)
     if name in ("master", "worker") and cluster_token() is None and not _loopback(host):
         log.warning(
@@ -159,4 +170,5 @@ async def serve(app: web.Application, host: str, port: int, *, name: str) -> Non
     try:
         await stop.wait()
     finally:
+        await listener.stop()
         await runner.cleanup()

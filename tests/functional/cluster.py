@@ -225,14 +225,14 @@ def running(c: PcCluster) -> Iterator[PcCluster]:
         c.stop()
 
 
-def gateway_client(cluster: PcCluster):  # type: ignore[no-untyped-def]
-    """A boto3 S3 client pointed at ``cluster``'s gateway (one attempt per call)."""
+def gateway_client(cluster: PcCluster, endpoint: str | None = None):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at ``cluster``'s gateway, or at ``endpoint`` (one attempt per call)."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
-        endpoint_url=cluster.gateway,
+        endpoint_url=endpoint or cluster.gateway,
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         region_name="us-east-1",
