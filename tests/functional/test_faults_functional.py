@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cluster import PcCluster, Worker, free_port, make_bucket
 from pipecache.client import ClientOptions, connect
+from pipecache.tiering.ssd import BLOCK_SUFFIX, HEADER_SIZE
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from faultproxy import FaultProxy  # noqa: E402
@@ -249,6 +250,24 @@ def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
     finally:
         c.stop()
         subprocess.run(["umount", "-l", str(ssd)], check=False)
+
+
+def test_corrupt_ssd_block_files_are_dropped_and_fetched_again(s3, gwc, fc) -> None:  # type: ignore[no-untyped-def]
+    c, _ = fc
+    body = seed(s3, "corrupt/big", 48 * MiB)  # 3x the 16 MiB memory tiers: most blocks go to SSD
+    assert digest(gwc.get_object(Bucket=BUCKET, Key="corrupt/big")["Body"].read()) == digest(body)
+    files = [f for w in c.workers for f in (w.data_dir / "blocks").rglob(f"*{BLOCK_SUFFIX}")]
+    assert len(files) >= 16, f"only {len(files)} blocks on SSD: the test would prove little"
+    for f in files:  # one bit of rot in the data of every block file on every worker
+        with f.open("r+b") as fh:
+            fh.seek(HEADER_SIZE + 4321)
+            byte = fh.read(1)
+            fh.seek(HEADER_SIZE + 4321)
+            fh.write(bytes([byte[0] ^ 0x01]))
+    dropped = c.worker_sum("pipecache_worker_corrupt_blocks_total")
+    for _ in range(2):  # the rotten copies are found, dropped and fetched again; then all is clean
+        assert digest(gwc.get_object(Bucket=BUCKET, Key="corrupt/big")["Body"].read()) == digest(body)
+    assert c.worker_sum("pipecache_worker_corrupt_blocks_total") - dropped > 0
 
 
 def test_cached_reads_go_on_while_the_master_is_down(s3, gwc, fc) -> None:  # type: ignore[no-untyped-def]
