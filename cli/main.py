@@ -102,6 +102,22 @@ def main(verbose: int) -> None:
     envvar="PIPECACHE_MASTER_DATA_DIR",
     help="Folder for the journal that keeps load jobs across restarts (default: none, in memory only).",
 )
+@click.option(
+    "--ufs-read-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    envvar="PIPECACHE_MASTER_UFS_READ_TIMEOUT",
+    help="Seconds a HEAD or LIST to the under-store may go without a byte before it is tried again.",
+)
+@click.option(
+    "--ufs-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    envvar="PIPECACHE_MASTER_UFS_ATTEMPTS",
+    help="Attempts per under-store request before it fails (503 at the gateway).",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def master(
     host: str,
@@ -115,6 +131,8 @@ def master(
     load_window: int,
     load_window_bytes: int,
     data_dir: str | None,
+    ufs_read_timeout: float,
+    ufs_attempts: int,
     check_config: bool,
 ) -> None:
     """Run the master: workers, block locations, object metadata, load jobs."""
@@ -134,6 +152,8 @@ def master(
         load_window=load_window,
         load_window_bytes=load_window_bytes,
         data_dir=data_dir or None,
+        ufs_read_timeout=ufs_read_timeout,
+        ufs_attempts=ufs_attempts,
     )
     _check_or_fail(s.validate)
     if check_config:
@@ -183,7 +203,7 @@ def master(
     type=float,
     default=3.0,
     show_default=True,
-    envvar="PIPECACHE_UFS_READ_TIMEOUT",
+    envvar="PIPECACHE_WORKER_UFS_READ_TIMEOUT",
     help="Seconds an under-store read may go without a byte before it is tried again.",
 )
 @click.option(
@@ -191,7 +211,7 @@ def master(
     type=int,
     default=3,
     show_default=True,
-    envvar="PIPECACHE_UFS_ATTEMPTS",
+    envvar="PIPECACHE_WORKER_UFS_ATTEMPTS",
     help="Attempts per under-store read before the miss fails (503 at the gateway).",
 )
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")

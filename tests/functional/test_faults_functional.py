@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
-from cluster import PcCluster, Worker, free_port, make_bucket
+from cluster import FAST_TEST_MASTER_ARGS, PcCluster, Worker, free_port, make_bucket
 from pipecache.client import ClientOptions, connect
 from pipecache.tiering.ssd import BLOCK_SUFFIX, HEADER_SIZE
 
@@ -48,13 +48,15 @@ def fc(
 ) -> Iterator[tuple[PcCluster, FaultProxy]]:
     """Worker 0 reached directly, worker 1 only through a proxy; the under-store through another.
 
-    The workers give up on a silent under-store read after 1 s, and try twice.
+    The master and the workers give up on a silent under-store request after 1 s, and try twice.
     """
+    ufs_args = ("--ufs-read-timeout", str(UFS_READ_TIMEOUT), "--ufs-attempts", "2")
     c = PcCluster(
         ufs=ufs_proxy.url,
         root=tmp_path_factory.mktemp("faults"),
         n_workers=1,
-        worker_args=("--ufs-read-timeout", str(UFS_READ_TIMEOUT), "--ufs-attempts", "2"),
+        master_args=(*FAST_TEST_MASTER_ARGS, *ufs_args),
+        worker_args=ufs_args,
     )
     c.start()
     port = free_port()
@@ -203,6 +205,21 @@ def test_understore_stalled_mid_body_is_a_quick_503_and_caches_nothing(s3, gwc, 
         assert digest(gwc.get_object(Bucket=BUCKET, Key="ufsstall/obj")["Body"].read()) == digest(body)
 
 
+def test_understore_silent_before_answering_is_a_quick_503(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    body = seed(s3, "ufssilent/obj", 2 * MiB)
+    ufs_proxy.set("stall")  # connections accepted, requests swallowed, nothing answered
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        gwc.get_object(Bucket=BUCKET, Key="ufssilent/obj")
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    # The master's HEAD waited out its read timeout twice, then answered: not a hang.
+    assert ufs_proxy.stalls >= 2
+    assert 2 * UFS_READ_TIMEOUT <= elapsed < 10, elapsed
+    ufs_proxy.set("pass")
+    assert digest(gwc.get_object(Bucket=BUCKET, Key="ufssilent/obj")["Body"].read()) == digest(body)
+
+
 def test_understore_throttling_is_passed_on_as_slow_down(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
     body = seed(s3, "throttled/obj", 2 * MiB)
     ufs_proxy.set("slowdown")
@@ -254,10 +271,10 @@ def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
 
 def test_corrupt_ssd_block_files_are_dropped_and_fetched_again(s3, gwc, fc) -> None:  # type: ignore[no-untyped-def]
     c, _ = fc
-    body = seed(s3, "corrupt/big", 48 * MiB)  # 3x the 16 MiB memory tiers: most blocks go to SSD
+    body = seed(s3, "corrupt/big", 40 * MiB)  # more than the two 16 MiB memory tiers hold
     assert digest(gwc.get_object(Bucket=BUCKET, Key="corrupt/big")["Body"].read()) == digest(body)
     files = [f for w in c.workers for f in (w.data_dir / "blocks").rglob(f"*{BLOCK_SUFFIX}")]
-    assert len(files) >= 16, f"only {len(files)} blocks on SSD: the test would prove little"
+    assert len(files) >= 8, f"only {len(files)} blocks on SSD: the test would prove little"
     for f in files:  # one bit of rot in the data of every block file on every worker
         with f.open("r+b") as fh:
             fh.seek(HEADER_SIZE + 4321)
