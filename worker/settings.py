@@ -70,8 +70,8 @@ class WorkerSettings:
     ufs_read_timeout: float = 3.0
     """Seconds a miss's under-store read may go without a byte (before the headers or
     mid-body) before it is abandoned and tried again. Short, as AWS advises for S3
-    reads: with ``ufs_attempts`` it keeps a stalled miss under the 10 s after which a
-    client asks the next worker (``ClientOptions.stall_timeout``)."""
+    reads: with ``ufs_attempts`` it ends a miss whose body stalls before the 10 s after
+    which a client asks the next worker (``ClientOptions.stall_timeout``)."""
 
     ufs_attempts: int = 3
     """Attempts per under-store read, the first included (retries back off from 0.1 s);
