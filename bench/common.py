@@ -19,10 +19,23 @@ from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
 from pipecache.cli.up import free_port  # noqa: E402
 
 
-def bench_cluster(ufs_root: Path, data: Path, memory: str, ssd: str) -> PcCluster:
-    """One worker and the gateway with the defaults users get (4 MiB blocks, no test tuning)."""
+def bench_cluster(ufs_root: Path, data: Path, memory: str, ssd: str, s3_port: int | None = None) -> PcCluster:
+    """One worker and the gateway with the defaults users get (4 MiB blocks, no test tuning).
+
+    ``s3_port``: the worker also serves S3 there (``worker --s3-port``).
+    """
+    worker_args: tuple[str, ...] = ()
+    if s3_port is not None:
+        worker_args = ("--s3-port", str(s3_port), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY)
     return PcCluster(
-        ufs_root.as_uri(), data, block_size="4MiB", memory=memory, ssd=ssd, n_workers=1, master_args=()
+        ufs_root.as_uri(),
+        data,
+        block_size="4MiB",
+        memory=memory,
+        ssd=ssd,
+        n_workers=1,
+        master_args=(),
+        worker_args=worker_args,
     )
 
 
@@ -45,8 +58,11 @@ def _get(url: str) -> bytes | None:
 class Nginx:
     """nginx serving ``root`` as static files on a free port (sendfile on, tcp_nopush off)."""
 
-    def __init__(self, root: Path, workdir: Path, workers: int = 1, extra: str = "") -> None:
-        """``extra``: more directives for the server block (e.g. a ``location``)."""
+    def __init__(
+        self, root: Path, workdir: Path, workers: int = 1, extra: str = "", http_extra: str = ""
+    ) -> None:
+        """``extra``: more directives for the server block (e.g. a ``location``); ``http_extra``
+        for the http block (e.g. a ``proxy_cache_path``)."""
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +83,7 @@ http {{
     fastcgi_temp_path {workdir}/fcgi;
     uwsgi_temp_path {workdir}/uwsgi;
     scgi_temp_path {workdir}/scgi;
+    {http_extra}
     server {{ listen 127.0.0.1:{self.port}; root {root}; {extra} }}
 }}
 """)

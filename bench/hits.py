@@ -3,8 +3,11 @@
     python bench/hits.py [--seconds 10] [--small 10000]
 
 Scenario 1: one 256 MiB object, single stream (curl), from the memory tier and
-from the SSD tier. Scenario 2: 64 KiB objects read at random with wrk at 16 and
-64 connections. Both are reported as ratios to nginx measured in the same run;
+from the SSD tier, beside nginx serving the file from the page cache.
+Scenario 2: 64 KiB objects read at random with wrk at 16 and 64 connections,
+beside nginx proxy_cache (warm), nginx static and the aiohttp ceiling
+(bench/ceiling.py). Each through the gateway process and through the S3 API
+inside the worker (``worker --s3-port``). Ratios are measured in one run;
 results go to bench/results/hits.{json,md}.
 """
 
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +27,17 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, Nginx, bench_cluster, curl_speed, need, presigner, wrk  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    Nginx,
+    PcCluster,
+    bench_cluster,
+    curl_speed,
+    free_port,
+    need,
+    presigner,
+    wrk,
+)
 
 MiB = 1024 * 1024
 
@@ -57,6 +71,35 @@ def paths_file(path: Path, urls: list[str]) -> Path:
     return path
 
 
+def _ceiling(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("ceiling.py")), str(root), str(port)]
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _up(url + "/bench/small/00000.bin"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the aiohttp ceiling server did not start")
+        time.sleep(0.1)
+    return url, proc
+
+
+def _up(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _endpoints(c: PcCluster, s3_port: int) -> dict[str, str]:
+    return {"gateway": c.gateway, "worker_s3": f"http://127.0.0.1:{s3_port}"}
+
+
 def run(seconds: int, small: int) -> dict[str, object]:
     need("nginx", "wrk", "curl")
     out: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
@@ -66,40 +109,55 @@ def run(seconds: int, small: int) -> dict[str, object]:
         ufs = work / "ufs"
         make_data(ufs, small)
         nginx = Nginx(ufs, work / "nginx")
+        # proxy_cache in front of the static nginx: the same role as pipecache, warmed first.
+        proxy = Nginx(
+            ufs,
+            work / "proxy",
+            http_extra=f"proxy_cache_path {work}/pcache levels=1:2 keys_zone=pc:64m max_size=4g inactive=1h;",
+            extra=f"location / {{ proxy_pass {nginx.url}; proxy_cache pc; proxy_cache_valid 200 1h; }}",
+        )
+        ceiling_url, ceiling = _ceiling(ufs)
         keys = [f"small/{i:05d}.bin" for i in range(small)]
         try:
             # ---- memory tier: budgets that hold everything in memory
-            mem = bench_cluster(ufs, work / "mem", memory="2GiB", ssd="0").start()
+            s3_port = free_port()
+            mem = bench_cluster(ufs, work / "mem", memory="2GiB", ssd="0", s3_port=s3_port).start()
             try:
-                sign = presigner(mem.gateway)
-                big = sign("bench", "big.bin")
-                small_urls = [sign("bench", k) for k in keys]
-                warm([big] + small_urls)
-                out["big_memory"] = {
-                    "gateway_Bps": curl_speed(big),
-                    "nginx_Bps": curl_speed(f"{nginx.url}/bench/big.bin"),
-                }
-                gw_paths = paths_file(work / "gw_paths.txt", small_urls)
-                ng_paths = paths_file(work / "ng_paths.txt", [f"{nginx.url}/bench/{k}" for k in keys])
+                eps = _endpoints(mem, s3_port)
+                signed = {name: presigner(url) for name, url in eps.items()}
+                big = {name: sign("bench", "big.bin") for name, sign in signed.items()}
+                small_urls = {name: [sign("bench", k) for k in keys] for name, sign in signed.items()}
+                warm([big["gateway"]] + small_urls["gateway"])
+                warm([f"{proxy.url}/bench/{k}" for k in keys])
+                out["big_memory"] = {f"{name}_Bps": curl_speed(url) for name, url in big.items()}
+                out["big_memory"]["nginx_Bps"] = curl_speed(f"{nginx.url}/bench/big.bin")
+                paths = {name: paths_file(work / f"{name}.txt", urls) for name, urls in small_urls.items()}
+                ng_paths = paths_file(work / "ng_paths.txt", [f"/bench/{k}" for k in keys])
                 for conns in (16, 64):
-                    g = wrk(mem.gateway, gw_paths, conns, seconds)
-                    n = wrk(nginx.url, ng_paths, conns, seconds)
-                    out[f"small_c{conns}"] = {"gateway": g.__dict__, "nginx": n.__dict__}
+                    row = {name: wrk(eps[name], paths[name], conns, seconds).__dict__ for name in eps}
+                    row["nginx_proxy_cache"] = wrk(proxy.url, ng_paths, conns, seconds).__dict__
+                    row["nginx"] = wrk(nginx.url, ng_paths, conns, seconds).__dict__
+                    row["aiohttp_ceiling"] = wrk(ceiling_url, ng_paths, conns, seconds).__dict__
+                    out[f"small_c{conns}"] = row
             finally:
                 mem.stop()
             # ---- SSD tier: a memory tier far smaller than the object
-            ssd = bench_cluster(ufs, work / "ssd", memory="16MiB", ssd="2GiB").start()
+            s3_port = free_port()
+            ssd = bench_cluster(ufs, work / "ssd", memory="16MiB", ssd="2GiB", s3_port=s3_port).start()
             try:
-                big = presigner(ssd.gateway)("bench", "big.bin")
-                warm([big])
-                time.sleep(1)
-                out["big_ssd"] = {
-                    "gateway_Bps": curl_speed(big),
-                    "nginx_Bps": curl_speed(f"{nginx.url}/bench/big.bin"),
+                big = {
+                    name: presigner(url)("bench", "big.bin") for name, url in _endpoints(ssd, s3_port).items()
                 }
+                warm([big["gateway"]])
+                time.sleep(1)
+                out["big_ssd"] = {f"{name}_Bps": curl_speed(url) for name, url in big.items()}
+                out["big_ssd"]["nginx_Bps"] = curl_speed(f"{nginx.url}/bench/big.bin")
             finally:
                 ssd.stop()
         finally:
+            ceiling.terminate()
+            ceiling.wait(10)
+            proxy.stop()
             nginx.stop()
     return out
 
@@ -110,26 +168,44 @@ def _lat(r: dict[str, float]) -> str:
 
 def report(res: dict[str, Any]) -> str:
     lines = [
-        "# Cache hits: pipecache gateway beside nginx",
+        "# Cache hits: pipecache beside nginx",
         "",
-        f"Machine: {res['machine']}. One gateway process, one worker, loopback.",
-        "Ratios are gateway / nginx measured in the same run.",
+        f"Machine: {res['machine']}. One worker, loopback; every figure of a table row was measured "
+        "in the same run. *gateway*: the S3 gateway process in front of the worker (one HTTP hop to "
+        "it); *worker S3*: the same S3 API served inside the worker (`worker --s3-port`), reading "
+        "its own blocks without a hop. *aiohttp ceiling*: `bench/ceiling.py`, aiohttp on uvloop "
+        "answering from a dict with no signature check and no lookup, the floor of any Python "
+        "endpoint's cost per request.",
         "",
-        "| scenario | gateway | nginx | ratio |",
-        "|---|---|---|---|",
+        "| scenario | gateway | worker S3 | nginx | gateway / nginx | worker S3 / nginx |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("big_memory", "big_ssd"):
         r = res[name]
-        g, n = r["gateway_Bps"] / MiB, r["nginx_Bps"] / MiB
+        g, w, n = (r[f"{k}_Bps"] / MiB for k in ("gateway", "worker_s3", "nginx"))
         tier = name.split("_")[1]
-        row = f"| 256 MiB object, one stream, {tier} tier | {g:.0f} MiB/s | {n:.0f} MiB/s | {g / n:.2f} |"
-        lines.append(row)
-    for conns in (16, 64):
-        g, n = res[f"small_c{conns}"]["gateway"], res[f"small_c{conns}"]["nginx"]
         lines.append(
-            f"| 64 KiB GETs, wrk {conns} connections | {g['rps']:.0f} req/s ({_lat(g)}) "
-            f"| {n['rps']:.0f} req/s ({_lat(n)}) | {g['rps'] / n['rps']:.2f} |"
+            f"| 256 MiB object, one stream, {tier} tier | {g:.0f} MiB/s | {w:.0f} MiB/s | {n:.0f} MiB/s "
+            f"| {g / n:.2f} | {w / n:.2f} |"
         )
+    lines += [
+        "",
+        "64 KiB objects read at random with wrk (requests per second; ratios against nginx `proxy_cache`, "
+        "warm, `tcp_nopush off`):",
+        "",
+        "| connections | gateway | worker S3 | nginx proxy_cache | nginx static | aiohttp ceiling "
+        "| gateway / proxy_cache | worker S3 / proxy_cache | ceiling / proxy_cache |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for conns in (16, 64):
+        r = res[f"small_c{conns}"]
+        pc = r["nginx_proxy_cache"]["rps"]
+        cells = " | ".join(
+            f"{r[k]['rps']:.0f} ({_lat(r[k])})"
+            for k in ("gateway", "worker_s3", "nginx_proxy_cache", "nginx", "aiohttp_ceiling")
+        )
+        ratios = " | ".join(f"{r[k]['rps'] / pc:.2f}" for k in ("gateway", "worker_s3", "aiohttp_ceiling"))
+        lines.append(f"| {conns} | {cells} | {ratios} |")
     return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,55 @@ def main(verbose: int) -> None:
     _logging(verbose)
 
 
+def _s3_options(fn: Any) -> Any:
+    """The S3 endpoint's options, shared by ``gateway`` and ``worker --s3-port``."""
+    for option in reversed(_S3_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+_S3_OPTIONS = [
+    click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default=None, help="SigV4 access key id."),
+    click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default=None, help="SigV4 secret key."),
+    click.option("--region", default="us-east-1", show_default=True, envvar="PIPECACHE_REGION"),
+    click.option(
+        "--anonymous",
+        is_flag=True,
+        help="Accept unsigned requests (no keys at all). For trusted networks only.",
+    ),
+    click.option(
+        "--tenants",
+        "tenants_file",
+        envvar="PIPECACHE_TENANTS",
+        default=None,
+        help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the keys).",
+    ),
+    click.option(
+        "--domain",
+        "domains",
+        multiple=True,
+        envvar="PIPECACHE_DOMAINS",
+        help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
+    ),
+    click.option(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        envvar="PIPECACHE_HEADER_TIMEOUT",
+        help="Seconds a request's headers may take to arrive; slower clients are closed.",
+    ),
+    click.option(
+        "--max-connections",
+        type=int,
+        default=512,
+        show_default=True,
+        envvar="PIPECACHE_MAX_CONNECTIONS",
+        help="Most client connections open at once; more get 503 SlowDown (raise with ulimit -n).",
+    ),
+]
+
+
 # ---- services ----------------------------------------------------------------
 
 
@@ -199,6 +248,13 @@ def master(
 )
 @click.option("--policy", type=click.Choice(["lru", "lrfu"]), default="lru", show_default=True)
 @click.option(
+    "--s3-port",
+    type=int,
+    default=None,
+    envvar="PIPECACHE_WORKER_S3_PORT",
+    help="Also serve the S3 API on this port, reading this worker's own blocks without a network hop.",
+)
+@click.option(
     "--ufs-read-timeout",
     type=float,
     default=3.0,
@@ -214,6 +270,7 @@ def master(
     envvar="PIPECACHE_WORKER_UFS_ATTEMPTS",
     help="Attempts per under-store read before the miss fails (503 at the gateway).",
 )
+@_s3_options
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def worker(
     master_url: str,
@@ -225,13 +282,17 @@ def worker(
     memory: int | None,
     ssd: int | None,
     policy: str,
+    s3_port: int | None,
     ufs_read_timeout: float,
     ufs_attempts: int,
     check_config: bool,
+    **s3: Any,
 ) -> None:
     """Run a worker: holds blocks in memory and on SSD, fetches misses from the under-store."""
-    from ..client.web import serve
-    from ..worker import WorkerSettings, make_app
+    from ..client.web import Site, serve_all
+    from ..gateway import GatewaySettings
+    from ..gateway import make_app as make_gateway
+    from ..worker import WORKER_ID, LocalReader, WorkerSettings, make_app
 
     s = WorkerSettings(
         master=master_url,
@@ -247,53 +308,31 @@ def worker(
         ufs_attempts=ufs_attempts,
     )
     _check_or_fail(s.validate)
+    gs = None if s3_port is None else GatewaySettings(master=master_url, host=host, port=s3_port, **s3)
+    if gs is not None:
+        _check_or_fail(gs.validate)
     if check_config:
         click.echo("worker settings ok")
         return
-    # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy.
-    _run_service(lambda: serve(make_app(s), host, port, name="worker"), uvloop=False)
+
+    async def run() -> None:
+        app = make_app(s)
+        sites = [Site(app, host, port, "worker")]
+        if gs is not None:
+            s3_app = make_gateway(gs, LocalReader(app, WORKER_ID))
+            sites.append(Site(s3_app, host, gs.port, "s3", gs.limits()))
+        await serve_all(sites)
+
+    # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy. With an S3
+    # endpoint, uvloop's cheaper requests win (its SSD reads are a pread either way).
+    _run_service(run, uvloop=gs is not None)
 
 
 @main.command()
 @click.option("--master", "master_url", required=True, envvar=MASTER_ENV, help="Master URL.")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_GATEWAY_HOST")
 @click.option("--port", default=8080, show_default=True, envvar="PIPECACHE_GATEWAY_PORT")
-@click.option("--access-key", envvar="PIPECACHE_ACCESS_KEY", default=None, help="SigV4 access key id.")
-@click.option("--secret-key", envvar="PIPECACHE_SECRET_KEY", default=None, help="SigV4 secret key.")
-@click.option("--region", default="us-east-1", show_default=True, envvar="PIPECACHE_REGION")
-@click.option(
-    "--anonymous", is_flag=True, help="Accept unsigned requests (no keys at all). For trusted networks only."
-)
-@click.option(
-    "--tenants",
-    "tenants_file",
-    envvar="PIPECACHE_TENANTS",
-    default=None,
-    help="YAML file of tenants: key pairs, read/write grants, public-read buckets (replaces the key pair).",
-)
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    envvar="PIPECACHE_DOMAINS",
-    help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
-)
-@click.option(
-    "--header-timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    envvar="PIPECACHE_HEADER_TIMEOUT",
-    help="Seconds a request's headers may take to arrive; slower clients are closed.",
-)
-@click.option(
-    "--max-connections",
-    type=int,
-    default=512,
-    show_default=True,
-    envvar="PIPECACHE_MAX_CONNECTIONS",
-    help="Most client connections open at once; more get 503 SlowDown (raise with ulimit -n).",
-)
+@_s3_options
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,
@@ -439,19 +478,23 @@ def stat(master_url: str, as_json: bool, uri: str) -> None:
 @master_opt
 @json_opt
 def report(master_url: str, as_json: bool) -> None:
-    """Capacity and use per worker and tier, hit ratio, under-store bytes."""
-    from ..client import connect
+    """Capacity and use per worker and tier, hit ratio, under-store bytes, tenants' cache vs quota."""
+    from ..client import CacheError, connect
     from .report import report_json, report_lines
 
-    async def go() -> list[Any]:
+    async def go() -> tuple[list[Any], dict[str, int]]:
         async with connect(master_url) as pc:
-            return await pc.workers()
+            workers = await pc.workers()
+            try:
+                return workers, await pc.quotas()
+            except CacheError:  # a master that predates quotas
+                return workers, {}
 
-    workers = _admin(go)
+    workers, quotas = _admin(go)
     if as_json:
-        click.echo(json.dumps(report_json(workers), indent=2))
+        click.echo(json.dumps(report_json(workers, quotas), indent=2))
         return
-    for line in report_lines(workers):
+    for line in report_lines(workers, quotas):
         click.echo(line)
 
 

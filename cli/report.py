@@ -26,13 +26,27 @@ def _traffic(stats: dict[str, int]) -> str:
     )
 
 
-def report_lines(workers: list[WorkerInfo]) -> list[str]:
-    """Lines for people: cluster totals, then each worker."""
+def _tenants(used: dict[str, int], quotas: dict[str, int]) -> list[str]:
+    """One line per tenant: cache charged to it, against its quota."""
+    names = sorted(set(used) | set(quotas))
+    width = max((len(n) for n in names), default=0)
+    lines = []
+    for name in names:
+        have, quota = used.get(name, 0), quotas.get(name)
+        limit = st.human_bytes(quota) if quota is not None else "no quota"
+        share = f"  ({st.percent(have / quota)})" if quota else ""
+        lines.append(f"tenant {name:<{width}}{st.human_bytes(have):>10} / {limit}{share}")
+    return lines
+
+
+def report_lines(workers: list[WorkerInfo], quotas: dict[str, int] | None = None) -> list[str]:
+    """Lines for people: cluster totals (with each tenant's cache against its quota), then each worker."""
     if not workers:
         return ["no live workers"]
     s = st.summarize(workers)
     out = [f"cluster: {s.workers} workers, {s.blocks} blocks", "  " + _traffic(s.stats)]
     out += ["  " + line for line in _tiers(s.capacity, s.usage)]
+    out += ["  " + line for line in _tenants(s.tenants, quotas or {})]
     if s.reporting < s.workers:
         out.append(f"  ({s.workers - s.reporting} worker(s) send no statistics: an older version)")
     for w in workers:
@@ -42,9 +56,9 @@ def report_lines(workers: list[WorkerInfo]) -> list[str]:
     return out
 
 
-def report_json(workers: list[WorkerInfo]) -> dict[str, Any]:
+def report_json(workers: list[WorkerInfo], quotas: dict[str, int] | None = None) -> dict[str, Any]:
     """The same for scripts: each worker's fields and counters, and the cluster's totals."""
     return {
-        "cluster": st.summarize(workers).to_json(),
+        "cluster": {**st.summarize(workers).to_json(), "quotas": quotas or {}},
         "workers": [{**w.to_wire(), **st.stats_json(w.stats), "reporting": bool(w.stats)} for w in workers],
     }

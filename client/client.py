@@ -13,9 +13,10 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 
@@ -65,6 +66,25 @@ class ClientOptions:
     """Under-store URI for writes (None: the master's, read from its config on first write)."""
 
 
+Chunks = list[bytes | memoryview]
+"""A block span as the pieces it arrived in (socket chunks, or one view of a local block)."""
+
+
+class LocalBlocks(Protocol):
+    """Blocks of a worker running in this very process (an S3 endpoint inside a worker).
+
+    The client reads that worker's blocks through it instead of over HTTP: no
+    socket, no copy; memory-tier blocks come back as views of the stored bytes.
+    """
+
+    @property
+    def worker_id(self) -> str | None:
+        """The worker's id, or None while it is starting (then HTTP is used)."""
+
+    async def read_span(self, ref: p.BlockRef, start: int, end: int) -> Chunks:
+        """Bytes [start, end) of the block ``ref`` names, as that worker would serve them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Range:
     """Bytes [start, end) of an object; ``end`` None means to the end."""
@@ -89,9 +109,11 @@ class _MetaCache:
         return item[1]
 
     def put(self, info: p.ObjectInfo) -> None:
-        if self._ttl <= 0:
+        # Never longer than the master still trusts it (``fresh_for``, when it says).
+        ttl = min(self._ttl, info.fresh_for) if info.fresh_for > 0 else self._ttl
+        if ttl <= 0:
             return
-        self._items[(info.bucket, info.key)] = (time.monotonic() + self._ttl, info)
+        self._items[(info.bucket, info.key)] = (time.monotonic() + ttl, info)
         self._items.move_to_end((info.bucket, info.key))
         while len(self._items) > self._max:
             self._items.popitem(last=False)
@@ -107,6 +129,17 @@ class _MetaCache:
     def drop_prefix(self, bucket: str, prefix: str) -> None:
         for k in [k for k in self._items if k[0] == bucket and k[1].startswith(prefix)]:
             del self._items[k]
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def cap(self, ttl: float) -> None:
+        """A new, shorter TTL that also cuts what is cached down to it (entries stay for stale use)."""
+        self._ttl = ttl
+        limit = time.monotonic() + ttl
+        for k, (deadline, info) in self._items.items():
+            if deadline > limit:
+                self._items[k] = (limit, info)
 
 
 class Client(HoldsApi):
@@ -124,6 +157,8 @@ class Client(HoldsApi):
         self._ufs: UnderStore | None = None
         self._ufs_lock = asyncio.Lock()
         self._config: p.ConfigReply | None = None
+        self.local: LocalBlocks | None = None
+        """A worker in this process, read without HTTP (see :class:`LocalBlocks`)."""
         self._generation = 0
         """Bumped by every invalidation: a stat that started before one must not cache its answer."""
 
@@ -266,6 +301,33 @@ class Client(HoldsApi):
         )
         return reply.locations
 
+    # ---- tenant quotas ------------------------------------------------------
+
+    async def set_quotas(
+        self,
+        quotas: Mapping[str, int],
+        unlimited: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, int]:
+        """Set tenants' cluster-wide cache quotas in bytes (``unlimited`` ones lose theirs).
+
+        Tenants named in neither keep theirs. Returns every quota the master now knows.
+        """
+        reply = await call(
+            self.session,
+            self.master + p.QUOTAS,
+            p.QuotasReply,
+            p.QuotaRequest(dict(quotas), list(unlimited)),
+            timeout=self._t(timeout),
+        )
+        return reply.quotas
+
+    async def quotas(self, *, timeout: float | None = None) -> dict[str, int]:
+        """Every tenant's cluster-wide cache quota, in bytes."""
+        reply = await call(self.session, self.master + p.QUOTAS, p.QuotasReply, timeout=self._t(timeout))
+        return reply.quotas
+
     # ---- load jobs ----------------------------------------------------------
 
     async def load(
@@ -366,6 +428,30 @@ class Client(HoldsApi):
         """Reuse object metadata for ``seconds`` from now on (0: ask the master on every stat)."""
         self._meta.retune(seconds)
 
+    def cap_metadata_ttl(self, seconds: float) -> None:
+        """Reuse metadata for at most ``seconds`` from now on, what is cached included.
+
+        Unlike ``set_metadata_ttl`` the entries stay, for ``stale_if_error`` use while
+        the master cannot be reached.
+        """
+        self._meta.cap(seconds)
+
+    def forget(self, bucket: str, key: str = "", prefix: str = "") -> None:
+        """Forget cached metadata of ``key`` (or every key under ``prefix``) here only.
+
+        A stat in flight will not cache what it gets (it may predate the change).
+        """
+        self._generation += 1
+        if key:
+            self._meta.drop(bucket, key)
+        else:
+            self._meta.drop_prefix(bucket, prefix)
+
+    def forget_all(self) -> None:
+        """Forget all cached metadata here (stats in flight will not cache their answers)."""
+        self._generation += 1
+        self._meta.clear()
+
     async def invalidate(
         self, bucket: str, key: str = "", *, prefix: str = "", timeout: float | None = None
     ) -> int:
@@ -373,11 +459,7 @@ class Client(HoldsApi):
 
         Returns how many entries the master dropped.
         """
-        self._generation += 1
-        if key:
-            self._meta.drop(bucket, key)
-        else:
-            self._meta.drop_prefix(bucket, prefix)
+        self.forget(bucket, key, prefix)
         reply = await call(
             self.session,
             self.master + p.INVALIDATE,
@@ -423,9 +505,7 @@ class Client(HoldsApi):
         async with self._writing(bucket, key):
             await ufs.delete(bucket, key)
 
-    async def copy(
-        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
-    ) -> p.ObjectInfo:
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> p.ObjectInfo:
         """Server-side copy in the under-store; the new object's info."""
         ufs = await self.understore()
         async with self._writing(dst_bucket, dst_key):
@@ -513,22 +593,27 @@ class Client(HoldsApi):
 
     # ---- data -------------------------------------------------------------
 
-    async def _fetch_span(self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None) -> bytes:
-        """Bytes of one block span from its owner, falling back along the placement ranking."""
+    async def _fetch_span(
+        self, info: p.ObjectInfo, span: BlockSpan, timeout: float | None, tenant: str = ""
+    ) -> Chunks:
+        """Bytes of one block span from its owner, falling back along the placement ranking.
+
+        The bytes come as the chunks the socket delivered them in: joining them
+        would copy every byte once more, and the gateway writes them out as they are.
+        """
         bid = info.block_id(span.index)
-        ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size)
-        headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
-        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
+        ref = p.BlockRef(info.bucket, info.key, info.etag, span.index, info.size, info.block_size, tenant)
+        local = self.local.worker_id if self.local is not None else None
         last: Exception | None = None
         for wid in rank(bid, await self._live_workers()):
-            worker = self._workers.get(wid)
-            if worker is None:
-                continue
-            url = f"{worker.address}{p.BLOCKS}/{bid}"
             try:
-                async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
-                    await raise_for_error(resp)
-                    data = await resp.read()
+                if wid == local and self.local is not None:
+                    data = await self.local.read_span(ref, span.start, span.end)
+                else:
+                    worker = self._workers.get(wid)
+                    if worker is None:
+                        continue
+                    data = await self._get_block(worker.address, bid, ref, span, timeout)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 # The worker is gone, stuck, or died mid-body: the next-ranked one
                 # fetches from the under-store.
@@ -544,11 +629,22 @@ class Client(HoldsApi):
                     raise  # a typed answer about the object itself (missing, changed, slow down)
                 last = exc  # an internal error of that worker
                 continue
-            if len(data) != span.length:
-                last = CacheError(f"short block from {wid}: {len(data)} of {span.length} bytes")
+            got = sum(map(len, data))
+            if got != span.length:
+                last = CacheError(f"short block from {wid}: {got} of {span.length} bytes")
                 continue
             return data
         raise NoWorkers(f"no worker could serve block {span.index} of {info.bucket}/{info.key}: {last}")
+
+    async def _get_block(
+        self, address: str, bid: str, ref: p.BlockRef, span: BlockSpan, timeout: float | None
+    ) -> Chunks:
+        headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
+        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
+        url = f"{address}{p.BLOCKS}/{bid}"
+        async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
+            await raise_for_error(resp)
+            return [chunk async for chunk, _ in resp.content.iter_chunks()]
 
     async def get(
         self,
@@ -557,12 +653,17 @@ class Client(HoldsApi):
         range: Range | None = None,
         *,
         timeout: float | None = None,
+        tenant: str = "",
     ) -> bytes:
-        """The object's bytes (or a range of them), read through the cache."""
+        """The object's bytes (or a range of them), read through the cache.
+
+        ``tenant``: blocks this read brings into the cache are charged to that
+        tenant's cache quota ("" charges nobody).
+        """
         for attempt in (0, 1):
             info = await self.stat(bucket, key, fresh=attempt > 0, timeout=timeout)
             try:
-                parts = [c async for c in self._iter_spans(info, range, timeout)]
+                parts = [c async for span in self._iter_spans(info, range, timeout, tenant) for c in span]
                 return b"".join(parts)
             except ObjectChanged:
                 # Our metadata was stale: the object was replaced. Read the new version once.
@@ -579,21 +680,25 @@ class Client(HoldsApi):
         *,
         timeout: float | None = None,
         info: p.ObjectInfo | None = None,
+        tenant: str = "",
     ) -> ObjectReader:
-        """Stream an object block by block: ``async with pc.open(b, k) as r: async for chunk in r``."""
-        return ObjectReader(self, bucket, key, range, timeout, info)
+        """Stream an object block by block: ``async with pc.open(b, k) as r: async for chunk in r``.
+
+        ``tenant`` as for :meth:`get`.
+        """
+        return ObjectReader(self, bucket, key, range, timeout, info, tenant)
 
     async def _iter_spans(
-        self, info: p.ObjectInfo, range: Range | None, timeout: float | None
-    ) -> AsyncIterator[bytes]:
-        """Yield the spans of ``range`` in order, keeping ``read_ahead`` fetches in flight."""
+        self, info: p.ObjectInfo, range: Range | None, timeout: float | None, tenant: str = ""
+    ) -> AsyncIterator[Chunks]:
+        """Yield the spans of ``range`` in order, each as its chunks; ``read_ahead`` fetches in flight."""
         start, end = (range.start, range.end) if range else (0, None)
         if start < 0 or (end is not None and end < start):
             raise InterfaceError(f"bad range {start}-{end}")
         if start > 0 and start >= info.size:
             raise InvalidRange(f"range start {start} is past the object's size {info.size}")
         todo = iter(spans(info.size, info.block_size, start, end))
-        pending: list[asyncio.Task[bytes]] = []
+        pending: list[asyncio.Task[Chunks]] = []
         depth = max(1, self.options.read_ahead)
         try:
             while True:
@@ -601,7 +706,7 @@ class Client(HoldsApi):
                     span = next(todo, None)
                     if span is None:
                         break
-                    pending.append(asyncio.create_task(self._fetch_span(info, span, timeout)))
+                    pending.append(asyncio.create_task(self._fetch_span(info, span, timeout, tenant)))
                 if not pending:
                     return
                 yield await pending.pop(0)
@@ -623,16 +728,18 @@ class ObjectReader:
         range: Range | None,
         timeout: float | None,
         info: p.ObjectInfo | None,
+        tenant: str = "",
     ) -> None:
         self._client, self.bucket, self.key = client, bucket, key
         self._range, self._timeout = range, timeout
         self.info = info
-        self._it: AsyncIterator[bytes] | None = None
+        self._tenant = tenant
+        self._it: AsyncIterator[Chunks] | None = None
 
     async def __aenter__(self) -> ObjectReader:
         if self.info is None:
             self.info = await self._client.stat(self.bucket, self.key, timeout=self._timeout)
-        self._it = self._client._iter_spans(self.info, self._range, self._timeout)
+        self._it = self._client._iter_spans(self.info, self._range, self._timeout, self._tenant)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -647,6 +754,11 @@ class ObjectReader:
         return self
 
     async def __anext__(self) -> bytes:
+        # One chunk joins without a copy; several are joined once, into the block.
+        return b"".join(await self.next_span())
+
+    async def next_span(self) -> Chunks:
+        """The next block span as the chunks it arrived in (no copy); StopAsyncIteration at the end."""
         if self._it is None:
             raise InterfaceError("use the reader inside `async with`")
         return await self._it.__anext__()

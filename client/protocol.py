@@ -8,6 +8,7 @@ been checked field by field here, so handlers only ever see typed values.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ LIST = f"{API}/list"
 BUCKETS = f"{API}/buckets"
 HEAD_BUCKET = f"{API}/head_bucket"
 INVALIDATE = f"{API}/invalidate"
+INVALIDATIONS = f"{API}/invalidations"
+"""POST InvalidationsRequest -> InvalidationsReply: the invalidation feed (a long poll)."""
 CONFIG = f"{API}/config"
 JOBS = f"{API}/jobs"
 """GET: every job (JobsReply); POST: start a load job (LoadRequest -> JobInfo)."""
@@ -43,6 +46,8 @@ HOLDS = f"{API}/holds"
 HOLD_RELEASE = f"{API}/holds/release"
 FREE = f"{API}/free"
 TTL = f"{API}/ttl"
+QUOTAS = f"{API}/quotas"
+"""GET: every tenant's cache quota (QuotasReply); POST: set some (QuotaRequest -> QuotasReply)."""
 # Worker endpoint: GET BLOCKS/{block_id}?<BlockRef query>, optional Range header.
 BLOCKS = "/blocks"
 HEALTH = "/health"
@@ -209,15 +214,20 @@ class ObjectInfo(Message):
     """User metadata (``x-amz-meta-*`` names without the prefix, lower-case)."""
     partial: bool = False
     """True when built from a listing entry: content_type and metadata are not known."""
+    fresh_for: float = 0.0
+    """Seconds the master still trusts this metadata (in a stat reply; 0: not said). A
+    gateway that reuses it never reuses it longer, so the consistency mode's bound holds."""
 
     def validate(self) -> None:
         if self.size < 0 or self.block_size <= 0:
             raise BadRequest("ObjectInfo: negative size or block size")
+        if not self.fresh_for >= 0:  # also refuses NaN
+            raise BadRequest("ObjectInfo: negative fresh_for")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
         # The appended fields travel only when set: peers that predate them see the old shape.
-        for name in ("content_type", "metadata", "partial"):
+        for name in ("content_type", "metadata", "partial", "fresh_for"):
             if not out[name]:
                 del out[name]
         return out
@@ -298,9 +308,12 @@ class WorkerInfo(Message):
     last_seen: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
     """The worker's cumulative cache counters (names in ``client.stats``; empty: none reported)."""
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes of this worker's cache charged to each tenant (see ``HeartbeatRequest.tenants``)."""
 
     def validate(self) -> None:
         _check_stats(self.stats, "WorkerInfo.stats")
+        _check_quotas(self.tenants, "WorkerInfo.tenants")
 
     @property
     def weight(self) -> float:
@@ -347,16 +360,19 @@ class HeartbeatRequest(Message):
     stats: dict[str, int] = field(default_factory=dict)
     """Cumulative cache counters since the worker started (see ``client.stats``); empty from
     workers that predate them."""
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes charged to each tenant on this worker now (tenants with a share or blocks here)."""
 
     def validate(self) -> None:
         _check_ids(self.added, "HeartbeatRequest.added")
         _check_ids(self.removed, "HeartbeatRequest.removed")
         _check_ids([f.block_id for f in self.load_failed], "HeartbeatRequest.load_failed")
         _check_stats(self.stats, "HeartbeatRequest.stats")
+        _check_quotas(self.tenants, "HeartbeatRequest.tenants")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        for name in ("load_failed", "stats"):  # an older master need not see the appended fields
+        for name in ("load_failed", "stats", "tenants"):  # an older master need not see the appended fields
             if not out[name]:
                 del out[name]
         return out
@@ -402,15 +418,22 @@ class Command(Message):
     kind: str
     """'free' (drop blocks), 'load' (fetch ``loads`` into the cache), 'pin' (never evict
     ``blocks``, even before they arrive), 'unpin' (ordinary blocks again) or 'release'
-    (unpin and evict them before anything else)."""
+    (unpin and evict them before anything else), or 'quota' (this worker's share of each
+    tenant's cache quota, in ``quotas``: replaces the previous shares)."""
     blocks: list[str] = field(default_factory=list)
     loads: list[LoadTask] = field(default_factory=list)
     """For 'load': the blocks to fetch (``blocks`` holds their ids, in the same order)."""
+    quotas: dict[str, int] = field(default_factory=dict)
+    """For 'quota': tenant -> bytes it may use on this worker."""
+
+    def validate(self) -> None:
+        _check_quotas(self.quotas, "Command.quotas")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        if not out["loads"]:  # the appended field travels only when set
-            del out["loads"]
+        for name in ("loads", "quotas"):  # the appended fields travel only when set
+            if not out[name]:
+                del out[name]
         return out
 
 
@@ -453,13 +476,15 @@ class BlockRef:
     index: int
     size: int
     block_size: int
+    tenant: str = ""
+    """Who is charged if the block is not cached yet (first toucher); "" nobody."""
 
     def block_id(self) -> str:
         """The id these coordinates name (a worker refuses a request whose id differs)."""
         return object_block_id(self.bucket, self.key, self.etag, self.size, self.block_size, self.index)
 
     def to_query(self) -> dict[str, str]:
-        return {
+        q = {
             "b": self.bucket,
             "k": self.key,
             "e": self.etag,
@@ -467,13 +492,18 @@ class BlockRef:
             "s": str(self.size),
             "bs": str(self.block_size),
         }
+        if self.tenant:
+            q["t"] = self.tenant
+        return q
 
     @classmethod
     def from_query(cls, q: typing.Mapping[str, str]) -> BlockRef:
         try:
-            ref = cls(q["b"], q["k"], q["e"], int(q["i"]), int(q["s"]), int(q["bs"]))
+            ref = cls(q["b"], q["k"], q["e"], int(q["i"]), int(q["s"]), int(q["bs"]), q.get("t", ""))
         except (KeyError, ValueError):
             raise BadRequest("block query needs b, k, e, i, s, bs") from None
+        if ref.tenant:
+            check_tenant(ref.tenant, "block query t")
         if ref.size < 0 or ref.block_size <= 0 or ref.index < 0:
             raise BadRequest("block query: negative size, index or block size")
         if ref.index * ref.block_size >= max(ref.size, 1):
@@ -503,6 +533,41 @@ class InvalidateRequest(Message):
 class InvalidateReply(Message):
     dropped: int = 0
     """How many cached entries were dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationsRequest(Message):
+    """Long poll of the master's invalidation feed: what was invalidated after ``since``."""
+
+    since: int = 0
+    epoch: str = ""
+    """The feed's epoch the caller's ``since`` belongs to ("" at first)."""
+    wait: float = 20.0
+    """Seconds to wait for a first invalidation when there is none yet."""
+
+    def validate(self) -> None:
+        if self.since < 0 or not 0 <= self.wait <= MAX_POLL_WAIT:
+            raise BadRequest(f"InvalidationsRequest: since >= 0 and 0 <= wait <= {MAX_POLL_WAIT:g}")
+
+
+MAX_POLL_WAIT = 60.0
+MAX_INVALIDATIONS = 10_000
+"""Most invalidations one feed reply carries (more: a reset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidationsReply(Message):
+    epoch: str
+    """Changes when the master restarts: a caller of another epoch gets ``reset``."""
+    seq: int
+    """The feed's position after ``events``: the next request's ``since``."""
+    events: list[InvalidateRequest] = field(default_factory=list)
+    reset: bool = False
+    """The caller missed invalidations (another epoch, or too far behind): forget everything."""
+
+    def validate(self) -> None:
+        if self.seq < 0 or len(self.events) > MAX_INVALIDATIONS:
+            raise BadRequest("InvalidationsReply: negative seq or too many events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -717,3 +782,54 @@ class TtlRequest(Message):
         _check_paths(self.paths, "TtlRequest")
         if not 0 < self.seconds <= 10 * 365 * 86400:
             raise BadRequest("TtlRequest.seconds must be > 0 (and under ten years)")
+
+
+# ---- tenant cache quotas -------------------------------------------------------------
+
+MAX_TENANT = 64
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_QUOTAS = 10_000
+"""Most tenants one quota message may name."""
+
+
+def check_tenant(name: str, where: str) -> None:
+    """BadRequest unless ``name`` is a tenant name: 1..64 of A-Z a-z 0-9 . _ - (not first . _ -)."""
+    if len(name) > MAX_TENANT or not _TENANT.fullmatch(name):
+        allowed = f"1..{MAX_TENANT} of A-Z a-z 0-9 . _ -"
+        raise BadRequest(f"{where}: {name[:80]!r} is not a tenant name ({allowed})")
+
+
+def _check_quotas(quotas: dict[str, int], where: str) -> None:
+    if len(quotas) > MAX_QUOTAS:
+        raise BadRequest(f"{where}: over {MAX_QUOTAS} tenants")
+    for name, limit in quotas.items():
+        check_tenant(name, where)
+        if limit < 0:
+            raise BadRequest(f"{where}: the quota of {name!r} is negative")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRequest(Message):
+    """Set tenants' cache quotas (bytes over the whole cluster); ``unlimited`` ones lose theirs.
+
+    Tenants named in neither keep what they had, so several gateways may send
+    their tenants' quotas over and over: the request is idempotent.
+    """
+
+    quotas: dict[str, int] = field(default_factory=dict)
+    unlimited: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        _check_quotas(self.quotas, "QuotaRequest.quotas")
+        if len(self.unlimited) > MAX_QUOTAS:
+            raise BadRequest(f"QuotaRequest.unlimited: over {MAX_QUOTAS} tenants")
+        for name in self.unlimited:
+            check_tenant(name, "QuotaRequest.unlimited")
+            if name in self.quotas:
+                raise BadRequest(f"QuotaRequest: {name!r} is both limited and unlimited")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotasReply(Message):
+    quotas: dict[str, int] = field(default_factory=dict)
+    """Every tenant with a quota -> its bytes over the whole cluster."""

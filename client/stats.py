@@ -76,6 +76,8 @@ class ClusterSummary:
     capacity: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes of cache charged to each tenant."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class ClusterSummary:
             "blocks": self.blocks,
             "capacity": self.capacity,
             "usage": self.usage,
+            "tenants": self.tenants,
             **stats_json(self.stats),
         }
 
@@ -94,6 +97,7 @@ def summarize(workers: Iterable[WorkerInfo]) -> ClusterSummary:
     capacity: dict[str, int] = {}
     usage: dict[str, int] = {}
     stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+    tenants: dict[str, int] = {}
     for w in workers:
         n += 1
         reporting += bool(w.stats)
@@ -101,7 +105,8 @@ def summarize(workers: Iterable[WorkerInfo]) -> ClusterSummary:
         _add(capacity, w.capacity)
         _add(usage, w.usage)
         _add(stats, {k: w.stats.get(k, 0) for k in STAT_KEYS})
-    return ClusterSummary(n, reporting, blocks, capacity, usage, stats)
+        _add(tenants, w.tenants)
+    return ClusterSummary(n, reporting, blocks, capacity, usage, stats, tenants)
 
 
 def stats_json(stats: Mapping[str, int]) -> dict[str, Any]:

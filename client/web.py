@@ -12,7 +12,8 @@ import hmac
 import ipaddress
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -135,40 +136,62 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One app to serve, where, and its name in logs."""
+
+    app: web.Application
+    host: str
+    port: int
+    name: str
+    limits: ConnectionLimits | None = None
+    """Guards of its connections (``connguard``; None: the default header deadline, no cap)."""
+
+
 async def serve(
     app: web.Application, host: str, port: int, *, name: str, limits: ConnectionLimits | None = None
 ) -> None:
-    """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up.
+    """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up."""
+    await serve_all([Site(app, host, port, name, limits)])
+
+
+async def serve_all(sites: Sequence[Site]) -> None:
+    """Run several apps in this process, started in order and cleaned up in reverse.
 
     Every connection is guarded (``connguard``): a request head must arrive within
     ``limits.header_timeout``, and at most ``limits.max_connections`` are open at once.
     """
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT)
-    await runner.setup()
-    listener = GuardedServer(runner, limits or ConnectionLimits())
+    runners: list[web.AppRunner] = []
+    listeners: list[GuardedServer] = []
     try:
-        await listener.start(host, port)
-    except BaseException:
-        await runner.cleanup()
-        raise
-    log.info("%s listening on http://%s:%d", name, host, port)
-    if name in ("master", "worker") and cluster_token() is None and not _loopback(host):
-        log.warning(
-            "%s listens on %s without a cluster token: anything that reaches it can read "
-            "cached blocks and send commands; set %s on every pipecache process",
-            name,
-            host,
-            TOKEN_ENV,
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
+        for s in sites:
+            runner = web.AppRunner(
+                s.app, access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT
+            )
+            runners.append(runner)
+            await runner.setup()
+            listener = GuardedServer(runner, s.limits or ConnectionLimits())
+            await listener.start(s.host, s.port)
+            listeners.append(listener)
+            log.info("%s listening on http://%s:%d", s.name, s.host, s.port)
+            if s.name in ("master", "worker") and cluster_token() is None and not _loopback(s.host):
+                log.warning(
+                    "%s listens on %s without a cluster token: anything that reaches it can read "
+                    "cached blocks and send commands; set %s on every pipecache process",
+                    s.name,
+                    s.host,
+                    TOKEN_ENV,
+                )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
         await stop.wait()
     finally:
-        await listener.stop()
-        await runner.cleanup()
+        for listener in reversed(listeners):
+            await listener.stop()
+        for runner in reversed(runners):
+            await runner.cleanup()

@@ -20,8 +20,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..client import CacheError, ClientOptions, connect
-from ..client.client import Client
+from ..client.client import Client, LocalBlocks
 from ..client.consistency import parse_consistency
+from ..client.invalidations import follow_invalidations
 from ..client.web import health_handler, metrics_handler
 from . import multipart, objects, writes
 from .s3 import errors as s3e
@@ -55,7 +56,7 @@ class GatewayMetrics:
         # Reported for capacity planning; the cluster does not enforce it yet.
         self.quota = Gauge(
             "pipecache_gateway_tenant_cache_quota_bytes",
-            "Cache quota of each tenant (from the tenants file; not enforced)",
+            "Cluster-wide cache quota of each tenant (from the tenants file; workers enforce their shares)",
             ["tenant"],
             registry=self.registry,
         )
@@ -163,7 +164,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise s3e.S3NotImplemented(f"?{sorted(names - objects.GET_OBJECT_PARAMS)[0]} is not supported")
     request[OP] = "head_object" if method == "HEAD" else "get_object"
     allow(tenant.can_read(bucket, key))
-    return await objects.get_object(request, request.app[CLIENT], bucket, key, query)
+    charge = tenant.name if tenant.charged else ""
+    return await objects.get_object(request, request.app[CLIENT], bucket, key, query, charge)
 
 
 async def _bucket_op(
@@ -282,10 +284,42 @@ async def follow_consistency(client: Client, local_max: float) -> None:
         return
     client.set_metadata_ttl(mode.reuse_for(local_max))
     log.info("consistency %s: object metadata reused for %gs", mode, mode.reuse_for(local_max))
+    if mode.metadata_ttl > 0:
+        # Writes through any gateway reach this one through the feed: reuse for the mode's full length.
+        await follow_invalidations(client, mode, local_max)
 
 
-def make_app(settings: GatewaySettings) -> web.Application:
-    """The gateway application; its client to the cluster lives for the app's lifetime."""
+QUOTA_REFRESH = 60.0
+"""Seconds between re-registrations of the tenants' quotas (a master without a data
+folder forgets them when it restarts)."""
+
+
+async def register_quotas(client: Client, tenants: Tenants) -> None:
+    """Tell the master every tenant's cache quota at start, then again every ``QUOTA_REFRESH``.
+
+    Idempotent: every gateway replica sends the same. Tenants without a quota
+    are sent as unlimited, so removing a quota from the file lifts it.
+    """
+    quotas = {t.name: t.cache_quota for t in tenants.tenants if t.cache_quota is not None}
+    unlimited = [t.name for t in tenants.tenants if t.cache_quota is None]
+    delay = 0.1
+    while True:
+        try:
+            await client.set_quotas(quotas, unlimited, timeout=5)
+        except CacheError as exc:
+            log.debug("cannot register the tenants' cache quotas yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        delay = 0.1
+        await asyncio.sleep(QUOTA_REFRESH)
+
+
+def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web.Application:
+    """The gateway application; its client to the cluster lives for the app's lifetime.
+
+    ``local``: the blocks of a worker in this process, read without HTTP.
+    """
     settings.validate()
     app = web.Application(middlewares=[s3_middleware], client_max_size=1024**2)
     domains = tuple(s3h.parse_domain(d) for d in settings.domains)
@@ -301,14 +335,18 @@ def make_app(settings: GatewaySettings) -> web.Application:
         # Metadata is not reused until the master's consistency mode is known.
         opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=0)
         async with connect(settings.master, opts) as client:
+            client.local = local
             app[CLIENT] = client
-            follow = asyncio.create_task(follow_consistency(client, settings.metadata_ttl))
+            tasks = [asyncio.create_task(follow_consistency(client, settings.metadata_ttl))]
+            if any(t.charged for t in tenants.tenants):
+                tasks.append(asyncio.create_task(register_quotas(client, tenants)))
             try:
                 yield
             finally:
-                follow.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follow
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app.cleanup_ctx.append(client_ctx)
     # /health and /metrics would be valid bucket names: they are served only without

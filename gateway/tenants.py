@@ -9,10 +9,21 @@ A tenants file is YAML::
           - {access_key: VISIONKEY, secret_key: vision-secret}
         read: [datasets/imagenet, models]   # a bucket, or bucket/prefix (a folder)
         write: [models/vision]
-        cache_quota: 200GiB                 # parsed and reported, not enforced
+        cache_quota: 200GiB                 # bytes of cache over the whole cluster
 
 A grant ``bucket/a/b`` is a *folder*: it covers ``a/b/x`` but not ``a/bc``.
 ``*`` grants every bucket. Write grants do not imply read grants.
+
+Tenant names are 1..64 characters of A-Z a-z 0-9 . _ - (they travel to the
+workers, which charge cached blocks to them).
+
+Cache quotas. Every block a tenant's GetObject brings into the cache is
+charged to that tenant (the first toucher; a block already cached is free for
+the next reader, whoever it is). The gateway registers ``cache_quota`` with
+the master, which gives each worker a share in proportion to its capacity;
+a tenant over its share on a worker evicts its own blocks there, never
+another tenant's. Anonymous reads, the single key pair without a tenants
+file, and preloads are charged to nobody.
 """
 
 from __future__ import annotations
@@ -23,8 +34,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from ..client import listing
+from ..client.protocol import check_tenant
 from ..tiering.budget import parse_size
-from ..tiering.errors import InterfaceError
+from ..tiering.errors import BadRequest, InterfaceError
 from .s3.errors import S3Error
 from .s3.requests import validate_bucket_name
 
@@ -110,9 +122,11 @@ class Tenant:
     read: tuple[Grant, ...] = ()
     write: tuple[Grant, ...] = ()
     cache_quota: int | None = None
-    """Bytes of cache this tenant may use; parsed and reported, not enforced."""
+    """Bytes of cache this tenant may use over the whole cluster (None: no limit)."""
     own_buckets: frozenset[str] = frozenset()
     """Buckets named in its own grants (ListBuckets shows these; ``*`` shows all)."""
+    charged: bool = False
+    """Blocks its reads bring into the cache are charged to it (tenants of a tenants file)."""
     _reads: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
     _writes: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -326,6 +340,10 @@ def parse_tenants(text: str, source: str = "tenants file") -> Tenants:
     secrets: dict[str, tuple[str, Tenant]] = {}
     for name, node in p.mapping(top["tenants"], "tenants", None).items():
         where = f"tenants.{name}"
+        try:
+            check_tenant(name, "name")
+        except BadRequest as exc:
+            raise p.fail(node, where, exc.message) from None
         spec = p.mapping(node, where, _TENANT)
         if "keys" not in spec:
             raise p.fail(node, where, "missing 'keys' (a list of access_key/secret_key pairs)")
@@ -333,7 +351,7 @@ def parse_tenants(text: str, source: str = "tenants file") -> Tenants:
         write = p.grants(spec.get("write"), f"{where}.write")
         quota = _quota(p, spec.get("cache_quota"), f"{where}.cache_quota")
         own = frozenset(g.bucket for g in read + write)
-        tenant = Tenant(name, normalise(read + public), normalise(write), quota, own)
+        tenant = Tenant(name, normalise(read + public), normalise(write), quota, own, charged=True)
         for access, secret, knode in _keys(p, spec["keys"], f"{where}.keys"):
             if access in secrets:
                 raise p.fail(knode, f"{where}.keys", f"access key {access!r} is given twice")

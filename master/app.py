@@ -30,6 +30,7 @@ from ..client.protocol import (
     HOLD_RELEASE,
     HOLDS,
     INVALIDATE,
+    INVALIDATIONS,
     JOB_CANCEL,
     JOB_GET,
     JOBS,
@@ -38,6 +39,7 @@ from ..client.protocol import (
     MAX_BODY,
     METRICS,
     MSGPACK,
+    QUOTAS,
     REGISTER,
     STAT,
     TTL,
@@ -53,6 +55,7 @@ from ..client.protocol import (
     HoldsReply,
     InvalidateReply,
     InvalidateRequest,
+    InvalidationsRequest,
     JobInfo,
     JobRequest,
     JobsReply,
@@ -64,6 +67,8 @@ from ..client.protocol import (
     LocateRequest,
     Message,
     ObjectInfo,
+    QuotaRequest,
+    QuotasReply,
     RegisterReply,
     RegisterRequest,
     ReleaseRequest,
@@ -88,10 +93,12 @@ from ..client.web import (
 )
 from ..tiering.errors import BadRequest, CacheError, NoSuchJob, NoSuchKey
 from .durable import JOB_HISTORY, Durable, JobsProvider, created_body, finished_body
+from .feed import InvalidationFeed
 from .gauges import ClusterCollector
 from .hold_service import HoldService
 from .jobs import Job, JobManager
 from .metadata import ObjectCache
+from .quotas import QuotaService
 from .settings import MasterSettings
 from .state import ClusterState
 from .status import render_status
@@ -159,8 +166,16 @@ class Master:
     """What survives a restart (journaled under ``settings.data_dir``, if set)."""
     holds: HoldService = field(init=False)
     """Pins, protection, free and TTL (snapshot/restore: ``holds.registry``)."""
+    quotas: QuotaService = field(init=False)
+    """Tenant cache quotas and the workers' shares (snapshot/restore: ``quotas.book``)."""
+    feed: InvalidationFeed = field(default_factory=InvalidationFeed)
+    """Every invalidation, for gateways to follow (``INVALIDATIONS``)."""
+    feed_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set (and replaced) at each invalidation and at shutdown: wakes the long polls."""
+    closing: bool = False
 
     def __post_init__(self) -> None:
+        self.quotas = QuotaService(self.state)
         # Holds are journaled whole at each change: they change on operator and watcher
         # requests (a few a minute), not per read.
         self.holds = HoldService(self.state, self._objects_under, changed=lambda: self.durable.save("holds"))
@@ -178,10 +193,11 @@ class Master:
         """
         if not bucket or not key:
             raise BadRequest("stat needs a bucket and a key")
-        info = self.objects.get(bucket, key, time.monotonic())
-        if info is not None and not (full and info.partial):
+        found = self.objects.lookup(bucket, key, time.monotonic())
+        if found is not None and not (full and found[0].partial):
             self.metrics.metadata_cache.labels("hit").inc()
-            return info
+            # Say how long it stays trusted here: a gateway reusing it stays within the mode's bound.
+            return dataclasses.replace(found[0], fresh_for=found[1])
         self.metrics.metadata_cache.labels("miss").inc()
         return await self.stats.do((bucket, key), lambda: self._head(bucket, key))
 
@@ -192,6 +208,8 @@ class Master:
         info = dataclasses.replace(info, block_size=self.settings.block_size)
         if generation == self.generation:  # else a write raced with the HEAD: do not cache
             self.objects.put(info, time.monotonic())
+            if self.objects.enabled:
+                return dataclasses.replace(info, fresh_for=self.objects.ttl)
         return info
 
     def invalidate(self, req: InvalidateRequest) -> int:
@@ -201,6 +219,9 @@ class Master:
         and, through ``generation``, will not store what they read.
         """
         self.generation += 1
+        self.feed.add(req)
+        self.feed_changed.set()
+        self.feed_changed = asyncio.Event()
         if req.key:
             self.stats.forget((req.bucket, req.key))
             return int(self.objects.invalidate(req.bucket, req.key))
@@ -352,6 +373,7 @@ class Master:
             log.warning("worker %s silent for over %.1fs: dropped", wid, self.state.worker_timeout)
         self.metrics.expired.inc(len(dead))
         self.holds.on_workers_gone(dead)
+        self.quotas.on_workers_gone(dead)
         self.holds.sweep()
         self.objects.expire(now)
         return dead
@@ -383,6 +405,7 @@ async def register(request: web.Request) -> web.Response:
         req = await read_message(request, RegisterRequest)
     m.state.register(req, time.monotonic())
     m.holds.on_register(req)
+    m.quotas.on_register(req.worker_id)
     if m.jobs.active:  # a block a job waits for may arrive in a full report
         m.jobs.report(req.blocks, time.monotonic())
         m.journal_finished()
@@ -455,6 +478,18 @@ async def set_ttl(request: web.Request) -> web.Response:
     return _reply(await request.app[MASTER].holds.ttl(req))
 
 
+async def set_quotas(request: web.Request) -> web.Response:
+    m = request.app[MASTER]
+    req = await read_message(request, QuotaRequest)
+    if m.quotas.update(req):  # gateways resend the same quotas: journal changes only
+        m.durable.save("quotas")
+    return _reply(QuotasReply(m.quotas.book.quotas()))
+
+
+async def list_quotas(request: web.Request) -> web.Response:
+    return _reply(QuotasReply(request.app[MASTER].quotas.book.quotas()))
+
+
 def _workers(m: Master) -> list[WorkerInfo]:
     # The state keeps the monotonic clock; tell peers seconds since the epoch.
     offset = time.time() - time.monotonic()
@@ -485,6 +520,25 @@ async def stat(request: web.Request) -> web.Response:
 async def invalidate(request: web.Request) -> web.Response:
     req = await read_message(request, InvalidateRequest)
     return _reply(InvalidateReply(request.app[MASTER].invalidate(req)))
+
+
+async def invalidations(request: web.Request) -> web.Response:
+    """The invalidation feed, as a long poll: answers at the first invalidation after
+    ``since``, or after ``wait`` seconds with none, or when the master shuts down."""
+    req = await read_message(request, InvalidationsRequest)
+    m = request.app[MASTER]
+    reply = m.feed.since(req.since, req.epoch)
+    if not reply.events and not reply.reset and req.wait > 0 and not m.closing:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(m.feed_changed.wait(), req.wait)
+        reply = m.feed.since(req.since, req.epoch)
+    return _reply(reply)
+
+
+async def _wake_polls(app: web.Application) -> None:
+    m = app[MASTER]
+    m.closing = True
+    m.feed_changed.set()
 
 
 async def config(request: web.Request) -> web.Response:
@@ -619,6 +673,7 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app[MASTER] = master
     master.durable.register("jobs", JobsProvider(master.jobs, _epoch_offset))
     master.durable.register("holds", master.holds.registry)
+    master.durable.register("quotas", master.quotas.book)
     app.cleanup_ctx.append(_understore_ctx(owned=ufs is None))
     app.cleanup_ctx.append(_durable_ctx)  # after the under-store: resumed jobs list it
     app.cleanup_ctx.append(_sweep_ctx)
@@ -631,6 +686,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_get(BUCKETS, buckets)
     app.router.add_post(HEAD_BUCKET, head_bucket)
     app.router.add_post(INVALIDATE, invalidate)
+    app.router.add_post(INVALIDATIONS, invalidations)
+    app.on_shutdown.append(_wake_polls)
     app.router.add_get(CONFIG, config)
     app.router.add_post(JOBS, start_job)
     app.router.add_get(JOBS, list_jobs)
@@ -641,6 +698,8 @@ def make_app(settings: MasterSettings, *, ufs: UnderStore | None = None) -> web.
     app.router.add_post(HOLD_RELEASE, release_hold)
     app.router.add_post(FREE, free)
     app.router.add_post(TTL, set_ttl)
+    app.router.add_post(QUOTAS, set_quotas)
+    app.router.add_get(QUOTAS, list_quotas)
     app.router.add_get("/", status_page)
     app.router.add_get(HEALTH, health_handler)
     app.router.add_get(METRICS, metrics_handler(master.metrics.registry))

@@ -53,6 +53,14 @@ class ClusterCollector(Collector):
             "Bytes live workers read from the under-store (misses and load jobs).",
             value=s.stats[st.UFS_BYTES],
         )
+        tenants = GaugeMetricFamily(
+            "pipecache_master_tenant_cache_used_bytes",
+            "Bytes of cache charged to each tenant, over live workers.",
+            labels=["tenant"],
+        )
+        for name, used in sorted(s.tenants.items()):
+            tenants.add_metric([name], used)
+        yield tenants
         ratio = st.hit_ratio(s.stats)
         yield GaugeMetricFamily(
             "pipecache_master_hit_ratio",

@@ -35,6 +35,11 @@ class ObjectCache:
 
     def get(self, bucket: str, key: str, now: float) -> ObjectInfo | None:
         """The cached metadata, or None when absent or expired (then it is dropped)."""
+        found = self.lookup(bucket, key, now)
+        return None if found is None else found[0]
+
+    def lookup(self, bucket: str, key: str, now: float) -> tuple[ObjectInfo, float] | None:
+        """The cached metadata and the seconds it stays trusted, or None (as ``get``)."""
         item = self._entries.get((bucket, key))
         if item is None:
             return None
@@ -42,7 +47,7 @@ class ObjectCache:
         if now >= deadline:
             del self._entries[(bucket, key)]
             return None
-        return info
+        return info, deadline - now
 
     def put(self, info: ObjectInfo, now: float) -> None:
         """Store ``info`` until ``now + ttl``, evicting expired and then oldest entries."""

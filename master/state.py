@@ -72,6 +72,8 @@ class _Worker:
     """Number of blocks the map records on this worker."""
     stats: dict[str, int] = field(default_factory=dict)
     """The worker's cumulative cache counters, as of its last beat that carried them."""
+    tenants: dict[str, int] = field(default_factory=dict)
+    """Bytes charged per tenant, as of its last beat."""
     commands: list[Command] = field(default_factory=list)
     """Commands waiting for this worker's next heartbeat reply."""
 
@@ -133,6 +135,7 @@ class ClusterState:
             w.usage = dict(req.usage)
         if req.stats:
             w.stats = dict(req.stats)
+        w.tenants = dict(req.tenants)  # sent in every beat (empty: nothing charged, or an older worker)
         w.last_seen = now
         commands, w.commands = w.commands, []
         return HeartbeatReply(commands)
@@ -155,7 +158,7 @@ class ClusterState:
         return [
             WorkerInfo(
                 w.worker_id, w.address, dict(w.capacity), dict(w.usage), w.blocks, w.last_seen,
-                dict(w.stats),
+                dict(w.stats), dict(w.tenants),
             )
             for w in sorted(self._workers.values(), key=lambda w: w.worker_id)
         ]

@@ -22,6 +22,14 @@ rather than demoted. A put that would need a pinned block to leave raises
 NoCapacity before anything changes (the worker then serves the bytes
 uncached); promotions never move pinned blocks.
 
+Quotas (see ``quotas.py``). A put names the group it is charged to. A group
+about to go over its limit first loses its own blocks (in policy order, never
+pinned ones), dropped from both tiers; if that cannot make room the put
+raises NoCapacity before anything changes. (A put refused afterwards for
+pinned memory keeps those evictions: the group was at its limit anyway.)
+The ledger is keyed by block id, so a block keeps its group across tiers;
+blocks found by the startup scan are uncharged.
+
 Locking. Two locks, taken in this order:
 
 * ``_writer`` serialises everything that writes or unlinks block files (put,
@@ -43,6 +51,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,6 +60,7 @@ from .errors import ChecksumMismatch, InterfaceError, NoCapacity
 from .eviction import EVICTION_POLICY, make_policy
 from .memory import MemoryTier
 from .pins import PinAwarePolicy, PinSet
+from .quotas import UNCHARGED, QuotaLedger
 from .ssd import SsdHandle, SsdTier, file_size, open_block, read_block, unlink_quietly
 
 Tier = Literal["memory", "ssd"]
@@ -67,6 +77,8 @@ COUNTERS = (
     "missing_dropped",  # indexed SSD files found gone
     "removed",  # blocks removed on request
     "refused_pinned",  # puts not admitted: everything evictable was pinned
+    "quota_evictions",  # blocks dropped to keep their group within its quota
+    "refused_quota",  # puts not admitted: the group's quota cannot make room
 )
 
 
@@ -126,6 +138,15 @@ PIN_CHUNK = 4096
 million blocks must not stall memory hits for seconds."""
 
 
+@contextmanager
+def _unlinking(paths: list[str]) -> Iterator[None]:
+    """Unlink ``paths`` on the way out, whatever happened: their index entries are gone."""
+    try:
+        yield
+    finally:
+        unlink_quietly(paths)
+
+
 def _chunks(block_ids: Iterable[str]) -> Iterator[list[BlockId]]:
     """Well-formed ids, in lists of at most ``PIN_CHUNK``."""
     ids = [b for b in block_ids if is_block_id(b)]
@@ -156,6 +177,7 @@ class TieredStore:
             self._ssd_policy = PinAwarePolicy(make_policy(config.policy), self._pins)
             self._ssd = SsdTier(config.ssd_dir, config.ssd_bytes, self._ssd_policy, fsync=config.fsync)
         self._copies: dict[BlockId, None] = {}  # blocks in both tiers, oldest promotion first
+        self._quotas = QuotaLedger(config.policy, self._pins)
         self._added: set[BlockId] = set()
         self._removed: set[BlockId] = set()
         self._stats: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
@@ -178,6 +200,7 @@ class TieredStore:
             view = self._mem.get(block_id)
             if view is not None:
                 self._stats["memory_hits"] += 1
+                self._quotas.access(block_id)
             return view
 
     def usage(self) -> dict[str, int]:
@@ -267,6 +290,7 @@ class TieredStore:
         return self._pins.release([b for b in ids if self._resident(b)])
 
     def _changed(self, ids: list[BlockId]) -> None:
+        self._quotas.changed(ids)
         self._mem_policy.changed(ids)
         if self._ssd_policy is not None:
             self._ssd_policy.changed(ids)
@@ -310,6 +334,7 @@ class TieredStore:
             if data is not None:
                 self._mem.touch(block_id)
                 self._stats["memory_hits"] += 1
+                self._quotas.access(block_id)
                 return data
             loc = self._locate_ssd(block_id)
         if loc is None:
@@ -321,11 +346,12 @@ class TieredStore:
                 self._admit(block_id, data)
         return data
 
-    def put(self, block_id: str, data: bytes) -> None:
-        """Add a block: into memory, or straight to SSD when larger than memory.
+    def put(self, block_id: str, data: bytes, group: str = UNCHARGED) -> None:
+        """Add a block charged to ``group``: into memory, or straight to SSD when larger than memory.
 
-        Re-putting a resident block only records an access. Raises NoCapacity
-        when the block fits no tier, InterfaceError for a malformed id.
+        Re-putting a resident block only records an access (its group stays).
+        Raises NoCapacity when the block fits no tier or its group's quota,
+        InterfaceError for a malformed id.
         """
         if not is_block_id(block_id):
             raise InterfaceError(f"malformed block id {block_id!r}")
@@ -333,13 +359,15 @@ class TieredStore:
         if self._touch(block_id):
             return
         if len(data) > self._mem.capacity:
-            self._put_ssd(block_id, data)
+            self._put_ssd(block_id, data, group)
             return
-        with self._writer:
+        dropped: list[str] = []
+        with self._writer, _unlinking(dropped):
             with self._lock:
                 self._check_open()
                 if self._touch_locked(block_id):
                     return  # another thread put it meanwhile
+                self._quota_room(block_id, group, len(data), dropped)
                 plan = self._plan_memory(len(data))
             self._apply(plan)
             with self._lock:
@@ -348,8 +376,23 @@ class TieredStore:
                     self._stats["refused_pinned"] += 1
                     raise NoCapacity(f"no room for block {block_id}: the rest of memory is pinned")
                 self._mem.put(block_id, data)
-                self._note_added(block_id)
-                self._stats["puts"] += 1
+                self._added_block(block_id, group, len(data))
+
+    def set_quotas(self, limits: dict[str, int]) -> None:
+        """Replace every group's limit in bytes (a group not named has none)."""
+        with self._lock:
+            self._quotas.set_limits(limits)
+
+    def quotas(self) -> dict[str, tuple[int, int | None]]:
+        """(bytes charged, limit or None) per group with blocks here or a limit."""
+        with self._lock:
+            limits = self._quotas.limits()
+            return {g: (used, limits.get(g)) for g, used in self._quotas.usage().items()}
+
+    def group_of(self, block_id: str) -> str:
+        """The group a resident block is charged to ("" when uncharged or absent)."""
+        with self._lock:
+            return self._quotas.group_of(block_id)
 
     def promote(self, block_id: str) -> bool:
         """Copy an SSD block into memory (demoting others). Blocking.
@@ -370,18 +413,9 @@ class TieredStore:
         """Drop blocks from both tiers; returns how many were resident. Blocking."""
         wanted = [b for b in block_ids if is_block_id(b)]
         paths: list[str] = []
-        count = 0
         with self._writer:
             with self._lock:
-                for b in wanted:
-                    in_mem = self._mem.pop(b) is not None
-                    path = None if self._ssd is None else self._ssd.discard(b)
-                    self._copies.pop(b, None)
-                    if path is not None:
-                        paths.append(path)
-                    if in_mem or path is not None:
-                        count += 1
-                        self._note_removed(b)
+                count = self._drop_locked(wanted, paths)
                 self._stats["removed"] += count
             unlink_quietly(paths)
         return count
@@ -412,6 +446,38 @@ class TieredStore:
 
     # -- internals -------------------------------------------------------------------
 
+    def _drop_locked(self, block_ids: Iterable[BlockId], paths: list[str]) -> int:
+        """Take blocks out of both tiers (their files join ``paths``); how many were resident."""
+        count = 0
+        for b in block_ids:
+            in_mem = self._mem.pop(b) is not None
+            path = None if self._ssd is None else self._ssd.discard(b)
+            self._copies.pop(b, None)
+            if path is not None:
+                paths.append(path)
+            if in_mem or path is not None:
+                count += 1
+                self._note_removed(b)
+        return count
+
+    def _quota_room(self, block_id: BlockId, group: str, size: int, paths: list[str]) -> None:
+        """Drop the group's own blocks so ``size`` bytes fit its quota; lock held.
+
+        Their files join ``paths``, to unlink once the lock is released. NoCapacity,
+        before anything changes, when the quota cannot make room.
+        """
+        victims = self._quotas.victims(group, size)
+        if victims is None:
+            self._stats["refused_quota"] += 1
+            raise NoCapacity(f"block {block_id} does not fit the cache quota of {group!r}")
+        self._stats["quota_evictions"] += self._drop_locked(victims, paths)
+
+    def _added_block(self, block_id: BlockId, group: str, size: int) -> None:
+        """A put landed; lock held."""
+        self._note_added(block_id)
+        self._quotas.charge(block_id, group, size)
+        self._stats["puts"] += 1
+
     def _check_open(self) -> None:
         if self._closed:
             raise InterfaceError("the store is closed")
@@ -421,7 +487,10 @@ class TieredStore:
             return self._touch_locked(block_id)
 
     def _touch_locked(self, block_id: BlockId) -> bool:
-        return self._mem.touch(block_id) or (self._ssd is not None and self._ssd.touch(block_id))
+        if self._mem.touch(block_id) or (self._ssd is not None and self._ssd.touch(block_id)):
+            self._quotas.access(block_id)
+            return True
+        return False
 
     def _locate_ssd(self, block_id: str) -> tuple[str, int] | None:
         """(path, generation) of an SSD block; lock held."""
@@ -435,6 +504,7 @@ class TieredStore:
             if self._ssd is not None:
                 self._ssd.touch(block_id)
             self._stats["ssd_hits"] += 1
+            self._quotas.access(block_id)
 
     def _read_ssd(self, block_id: BlockId, path: str, gen: int) -> bytes | None:
         try:
@@ -460,15 +530,17 @@ class TieredStore:
             unlink_quietly([path])
         return True
 
-    def _put_ssd(self, block_id: BlockId, data: bytes) -> None:
+    def _put_ssd(self, block_id: BlockId, data: bytes, group: str) -> None:
         ssd = self._ssd
         if ssd is None or file_size(len(data)) > ssd.capacity:
             raise NoCapacity(f"block {block_id} ({len(data)} bytes) is larger than every tier")
-        with self._writer:
+        dropped: list[str] = []
+        with self._writer, _unlinking(dropped):
             with self._lock:
                 self._check_open()
                 if self._touch_locked(block_id):
                     return
+                self._quota_room(block_id, group, len(data), dropped)
                 plan = _Plan()
                 if not self._free_ssd(plan, file_size(len(data)), leaving=set(), keep=None, strict=True):
                     self._stats["refused_pinned"] += 1
@@ -480,8 +552,7 @@ class TieredStore:
                 raise NoCapacity(f"cannot write block {block_id} to SSD: {exc}") from exc
             with self._lock:
                 ssd.add(block_id, len(data))
-                self._note_added(block_id)
-                self._stats["puts"] += 1
+                self._added_block(block_id, group, len(data))
 
     def _admit(self, block_id: BlockId, data: bytes) -> bool:
         """Insert an SSD block's bytes into memory, keeping the SSD copy."""
@@ -688,6 +759,7 @@ class TieredStore:
 
     def _note_removed(self, block_id: BlockId) -> None:
         self._pins.left(block_id)
+        self._quotas.uncharge(block_id)
         if block_id in self._added:
             self._added.discard(block_id)
         else:

@@ -37,6 +37,7 @@ from ..tiering.errors import (
     NoWorkers,
     UnderStoreError,
 )
+from ..tiering.promotion import PromotionFilter
 from ..tiering.ssd import SsdHandle
 from ..tiering.store import TieredStore
 from .metrics import WorkerMetrics
@@ -153,11 +154,28 @@ class UnderStoreSlot:
                 await asyncio.wait_for(self._ready.wait(), patience)
             except TimeoutError:
                 raise NoWorkers(
-                    f"this worker cannot read from the under-store yet: {self.problem}; "
-                    "retry shortly"
+                    f"this worker cannot read from the under-store yet: {self.problem}; retry shortly"
                 ) from None
         assert self._ufs is not None
         return self._ufs
+
+
+def check_length(block_id: str, actual: int, expected: int) -> None:
+    # The id covers bucket, key, ETag and index but not the object size or the
+    # block size, so a query can name a resident block with other extents.
+    if actual != expected:
+        raise BadRequest(f"block {block_id} has {actual} bytes here but the query describes {expected}")
+
+
+@dataclass(slots=True)
+class Found:
+    """Where a block request is answered from: a view of its bytes, or an open SSD file."""
+
+    tier: str
+    """memory, ssd or ufs (fetched now)."""
+    view: memoryview = memoryview(b"")
+    handle: SsdHandle | None = None
+    """Set for the SSD tier; the caller closes it."""
 
 
 # ---- the service ----------------------------------------------------------------------
@@ -185,6 +203,7 @@ class BlockService:
         self._ufs_limit = asyncio.Semaphore(ufs_concurrency)
         self._flights: SingleFlight[BlockId, bytes] = SingleFlight("fetch")
         self._promoting: dict[BlockId, asyncio.Task[None]] = {}
+        self._promotions = PromotionFilter(store.capacity()["memory"])
         self._closed = False
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -198,8 +217,34 @@ class BlockService:
         """A verified SSD handle, or None (not there, or corrupt and now dropped)."""
         return await self.run(self.store.open_ssd, block_id)
 
+    async def find(self, block_id: BlockId, ref: BlockRef) -> Found:
+        """The block from memory, else SSD (verified), else the under-store (and kept)."""
+        total = block_length(ref)
+        view = self.store.get_memory(block_id)
+        if view is not None:
+            check_length(block_id, view.nbytes, total)
+            return Found("memory", view)
+        if self.store.tier_of(block_id) == "ssd":
+            handle = await self.open_ssd(block_id)
+            if handle is not None:  # else gone, or corrupt and dropped: a miss
+                try:
+                    check_length(block_id, handle.length, total)
+                except BadRequest:
+                    handle.close()
+                    raise
+                return Found("ssd", handle=handle)
+        if total == 0:  # the lone block of an empty object: nothing to read
+            return Found("ufs")
+        data = await self.fetch(block_id, ref)
+        check_length(block_id, len(data), total)
+        return Found("ufs", memoryview(data))
+
     async def fetch(self, block_id: BlockId, ref: BlockRef) -> bytes:
-        """The block's bytes from the under-store, stored on the way; one read per block at once."""
+        """The block's bytes from the under-store, stored on the way; one read per block at once.
+
+        The block is charged to ``ref.tenant``: with concurrent misses, to the
+        first caller's (the one whose read runs).
+        """
         return await self._flights.do(block_id, lambda: self._fetch(block_id, ref))
 
     async def _fetch(self, block_id: BlockId, ref: BlockRef) -> bytes:
@@ -214,21 +259,24 @@ class BlockService:
                 f"{ref.bucket}/{ref.key}, expected {length}"
             )
         self.metrics.ufs_read(length)
-        await self._keep(block_id, data)
+        await self._keep(block_id, data, ref.tenant)
         return data
 
-    async def _keep(self, block_id: BlockId, data: bytes) -> None:
+    async def _keep(self, block_id: BlockId, data: bytes, tenant: str) -> None:
         """Put a fetched block in the store; on failure it is still served (pass-through)."""
         try:
-            await self.run(self.store.put, block_id, data)
+            await self.run(self.store.put, block_id, data, tenant)
         except NoCapacity as exc:
             log.debug("serving block %s uncached: %s", block_id, exc)
         except (CacheError, OSError) as exc:
             log.warning("could not cache block %s, serving it uncached: %s", block_id, exc)
 
-    def promote_later(self, block_id: BlockId) -> None:
-        """Copy an SSD block into memory in the background (after serving it)."""
+    def promote_later(self, block_id: BlockId, nbytes: int) -> None:
+        """Copy an SSD block of ``nbytes`` into memory in the background (after serving it),
+        when it is read again soon enough to be worth it (see ``tiering.promotion``)."""
         if self._closed or not self._promote_on_hit or block_id in self._promoting:
+            return
+        if not self._promotions.hit(block_id, nbytes):
             return
         task = asyncio.create_task(self._promote(block_id), name=f"promote:{block_id}")
         self._promoting[block_id] = task

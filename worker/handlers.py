@@ -30,7 +30,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ..client.protocol import H_BLOCK_LENGTH, H_TIER
 from ..client.web import error_response
-from ..tiering.errors import BadRequest, BlockNotFound, InvalidRange
+from ..tiering.errors import BlockNotFound, InvalidRange
 from ..tiering.ssd import SsdHandle
 from .blocks import BlockService, ByteRange, block_length, parse_range, parse_ref
 
@@ -142,9 +142,7 @@ class SsdBlockResponse(_BlockResponse):
         fd = self._handle.file.fileno()
         pos = self._offset
         while count > 0:
-            chunk = await loop.run_in_executor(
-                self._executor, os.pread, fd, min(FALLBACK_CHUNK, count), pos
-            )
+            chunk = await loop.run_in_executor(self._executor, os.pread, fd, min(FALLBACK_CHUNK, count), pos)
             if not chunk:
                 # The file was verified when opened; a short read now means it was
                 # truncated under us. Headers are gone: drop the connection.
@@ -161,15 +159,6 @@ def _invalid_range(err: InvalidRange, total: int) -> web.Response:
     return resp
 
 
-def _check_length(block_id: str, actual: int, expected: int) -> None:
-    # The id covers bucket, key, ETag and index but not the object size or the
-    # block size, so a query can name a resident block with other extents.
-    if actual != expected:
-        raise BadRequest(
-            f"block {block_id} has {actual} bytes here but the query describes {expected}"
-        )
-
-
 async def get_block(request: web.Request) -> web.StreamResponse:
     """GET /blocks/{id}?b=&k=&e=&i=&s=&bs= with an optional in-block Range."""
     svc = request.app[SERVICE]
@@ -179,44 +168,18 @@ async def get_block(request: web.Request) -> web.StreamResponse:
         rng = parse_range(request.headers.get(hdrs.RANGE), total)
     except InvalidRange as err:
         return _invalid_range(err, total)
-    view = svc.store.get_memory(bid)
-    if view is not None:
-        _check_length(bid, view.nbytes, total)
-        svc.metrics.served("memory", total if rng is None else rng.length)
-        return MemoryBlockResponse(view, "memory", total, rng)
-    if svc.store.tier_of(bid) == "ssd":
-        resp = await _from_ssd(request, svc, bid, total, rng)
-        if resp is not None:
-            return resp
-    if total == 0:  # the lone block of an empty object: nothing to read
-        return MemoryBlockResponse(memoryview(b""), "ufs", 0, rng)
-    data = await svc.fetch(bid, ref)
-    _check_length(bid, len(data), total)
-    svc.metrics.served("ufs", total if rng is None else rng.length)
-    return MemoryBlockResponse(memoryview(data), "ufs", total, rng)
-
-
-async def _from_ssd(
-    request: web.Request, svc: BlockService, bid: str, total: int, rng: ByteRange | None
-) -> SsdBlockResponse | None:
-    """An SSD response, or None when the file is gone or failed its checksum (then a miss)."""
-    handle = await svc.open_ssd(bid)
-    if handle is None:
-        return None
-    try:
-        _check_length(bid, handle.length, total)
-    except BadRequest:
-        handle.close()
-        raise
-    svc.metrics.served("ssd", total if rng is None else rng.length)
-    return SsdBlockResponse(
-        handle,
-        total,
-        rng,
-        executor=svc.executor,
-        use_sendfile=request.app[USE_SENDFILE],
-        on_done=lambda: svc.promote_later(bid),
-    )
+    found = await svc.find(bid, ref)
+    svc.metrics.served(found.tier, total if rng is None else rng.length)
+    if found.handle is not None:
+        return SsdBlockResponse(
+            found.handle,
+            total,
+            rng,
+            executor=svc.executor,
+            use_sendfile=request.app[USE_SENDFILE],
+            on_done=lambda: svc.promote_later(bid, total),
+        )
+    return MemoryBlockResponse(found.view, found.tier, total, rng)
 
 
 async def head_block(request: web.Request) -> web.StreamResponse:

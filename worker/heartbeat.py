@@ -27,6 +27,7 @@ Theory of operation
    blocks reach the master as ordinary ``added`` deltas, which is what
    completes a load job; failures go back in ``load_failed`` (kept until a
    beat carrying them is acknowledged) so the master can retry or give up.
+   ``quota`` replaces this worker's share of each tenant's cache quota.
    ``pin``, ``unpin`` and ``release`` go to the store as they are. Pins live
    in memory only and are dropped at each registration: the master sends
    again those it still wants, for the blocks of the full report, so a
@@ -268,17 +269,18 @@ class Heartbeat:
 
     # ---- beats -------------------------------------------------------------------
 
-    def _changes(self) -> tuple[list[str], list[str], dict[str, int]]:
+    def _changes(self) -> tuple[list[str], list[str], dict[str, int], dict[str, int]]:
         store = self._svc.store
         added, removed = store.drain_changes()
-        return added, removed, store.usage()
+        tenants = {t: used for t, (used, _) in store.quotas().items()}
+        return added, removed, store.usage(), tenants
 
     async def _beat_until_forgotten(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             if self._wanted_ufs is not None and self._wanted_ufs != self._ufs_uri:
                 await self._use_ufs(self._wanted_ufs)  # opening failed before: retry
-            added, removed, usage = await self._svc.run(self._changes)
+            added, removed, usage, tenants = await self._svc.run(self._changes)
             self._deltas.merge(added, removed)
             pending_added, pending_removed = self._deltas.pending()
             failed = dict(self._load_failed)
@@ -286,6 +288,7 @@ class Heartbeat:
                 self.worker_id, pending_added, pending_removed, usage,
                 [LoadFailure(b, why) for b, why in failed.items()],
                 self._svc.metrics.snapshot(),
+                tenants=tenants,
             )
             try:
                 reply = await post(
@@ -322,6 +325,9 @@ class Heartbeat:
                 elif cmd.kind == "load":
                     for task in cmd.loads:
                         self._start_load(task)
+                elif cmd.kind == "quota":
+                    self._svc.store.set_quotas(cmd.quotas)
+                    log.info("cache quota shares: %s", cmd.quotas)
                 elif cmd.kind in _PIN_COMMANDS:
                     store = self._svc.store
                     op = {"pin": store.pin, "unpin": store.unpin, "release": store.release}[cmd.kind]

@@ -127,7 +127,21 @@ class StoreCollector(Collector):
         pinned_bytes = GaugeMetricFamily(
             "pipecache_worker_pinned_bytes", "Bytes held by pinned blocks per tier.", labels=["tier"]
         )
+        quota_used = GaugeMetricFamily(
+            "pipecache_worker_quota_used_bytes",
+            "Bytes of cache charged to each tenant on this worker (memory and SSD, each block once).",
+            labels=["tenant"],
+        )
+        quota_limit = GaugeMetricFamily(
+            "pipecache_worker_quota_limit_bytes",
+            "This worker's share of each tenant's cache quota.",
+            labels=["tenant"],
+        )
         if store is not None:
+            for tenant, (used_bytes, limit) in sorted(store.quotas().items()):
+                quota_used.add_metric([tenant], used_bytes)
+                if limit is not None:
+                    quota_limit.add_metric([tenant], limit)
             for tier, value in store.usage().items():
                 used.add_metric([tier], value)
             for tier, value in store.capacity().items():
@@ -145,3 +159,5 @@ class StoreCollector(Collector):
         yield events
         yield pinned
         yield pinned_bytes
+        yield quota_used
+        yield quota_limit

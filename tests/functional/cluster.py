@@ -78,7 +78,7 @@ class PcCluster:
     master_args: tuple[str, ...] = FAST_TEST_MASTER_ARGS
     """Extra master flags; benchmarks pass () to run with the defaults users get."""
     worker_args: tuple[str, ...] = ()
-    """Extra flags for every worker (before each worker's own ``Worker.args``)."""
+    """Extra flags of every worker ``start`` creates."""
     master_journal: bool = True
     """Give the master a data dir (root/master), so load jobs survive ``restart_master``."""
     procs: Cluster = field(default_factory=Cluster)
@@ -99,7 +99,7 @@ class PcCluster:
         self.master_port = free_port()
         self.start_master()
         for i in range(self.n_workers):
-            w = Worker(i, free_port(), self.root / f"worker-{i}")
+            w = Worker(i, free_port(), self.root / f"worker-{i}", args=self.worker_args)
             self.workers.append(w)
             self.start_worker(w)
         self.gateway_port = free_port()
@@ -167,7 +167,6 @@ class PcCluster:
             self.ssd,
             "--worker-id",
             f"w{w.index}",
-            *self.worker_args,
             *w.args,
         )
         wait_healthy(w.url, w.proc)

@@ -61,7 +61,7 @@ def fc(
     c.start()
     port = free_port()
     proxy = FaultProxy("127.0.0.1", port).start()
-    w = Worker(1, port, c.root / "worker-1", args=("--advertise", proxy.url))
+    w = Worker(1, port, c.root / "worker-1", args=(*ufs_args, "--advertise", proxy.url))
     c.workers.append(w)
     try:
         c.start_worker(w)

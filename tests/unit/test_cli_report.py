@@ -9,7 +9,8 @@ from pipecache.client.protocol import WorkerInfo
 
 W = WorkerInfo("w0", "http://h:1", {"memory": 1 << 20, "ssd": 0}, {"memory": 1 << 18}, 3,
                stats={"hits_memory": 1, "hits_ssd": 2, "misses": 1, "bytes_memory": 100, "bytes_ssd": 200,
-                      "bytes_miss": 100, "ufs_reads": 1, "ufs_bytes": 4096})
+                      "bytes_miss": 100, "ufs_reads": 1, "ufs_bytes": 4096},
+               tenants={"vision": 3 << 18, "nlp": 1 << 10})
 
 
 def test_lines_for_people() -> None:
@@ -31,3 +32,14 @@ def test_json_for_scripts() -> None:
     assert w["worker_id"] == "w0" and w["reporting"] is True and w["bytes_served"] == 400
     assert w["usage"] == {"memory": 1 << 18}
 
+
+
+def test_tenants_use_against_their_quota() -> None:
+    other = WorkerInfo("w1", "http://h:2", {"memory": 1 << 20}, tenants={"vision": 1 << 18})
+    lines = report_lines([W, other], {"vision": 2 << 20, "audio": 1 << 20})
+    assert "  tenant audio         0B / 1.0MiB  (0.0%)" in lines
+    assert "  tenant nlp       1.0KiB / no quota" in lines
+    assert "  tenant vision    1.0MiB / 2.0MiB  (50.0%)" in lines
+    out = json.loads(json.dumps(report_json([W, other], {"vision": 2 << 20})))
+    assert out["cluster"]["tenants"] == {"vision": 1 << 20, "nlp": 1 << 10}
+    assert out["cluster"]["quotas"] == {"vision": 2 << 20}

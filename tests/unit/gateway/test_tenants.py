@@ -50,6 +50,7 @@ def test_keys_map_to_their_tenant(tenants) -> None:  # type: ignore[no-untyped-d
     assert tenants.tenant("NLP").name == "nlp"
     assert tenants.tenant("VISION1").cache_quota == 200 * 1024**3
     assert tenants.tenant("NLP").cache_quota is None
+    assert tenants.tenant("NLP").charged and not tenants.anonymous.charged
     assert tenants.public_read == {"open-data"}
 
 
@@ -154,6 +155,10 @@ def test_tokens_round_trip() -> None:
             "line 5: tenants.b.keys: access key 'A' is given twice",
         ),
         ("tenants:\n  a:\n    keys: [{access_key: A, secret_key: B}]\n    cache_quota: lots\n", "line 4"),
+        (
+            "tenants:\n  a b:\n    keys: [{access_key: A, secret_key: B}]\n",
+            "line 3: tenants.a b: name: 'a b' is not a tenant name",
+        ),
         ("public_read: [bkt/prefix]\ntenants: {}\n", "line 1: public_read[0]"),
         ("tenant: {}\n", "line 1: top level.tenant: unknown field"),
         ("tenants: [a, b]\n", "line 1: tenants: expected a mapping"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pipecache.worker.metrics import WorkerMetrics
+from pipecache.tiering.blocks import block_id
+from pipecache.tiering.store import StoreConfig, TieredStore
+from pipecache.worker.metrics import StoreCollector, WorkerMetrics
+from prometheus_client import CollectorRegistry
 
 
 def test_worker_counts_what_it_serves() -> None:
@@ -18,3 +21,18 @@ def test_worker_counts_what_it_serves() -> None:
     # The Prometheus series count the same bytes.
     assert m.registry.get_sample_value("pipecache_cache_hit_bytes_total", {"tier": "ssd"}) == 20
     assert m.registry.get_sample_value("pipecache_cache_miss_bytes_total") == 30
+
+
+def test_store_collector_exports_each_tenants_use_and_share() -> None:
+    store = TieredStore(StoreConfig(memory_bytes=1000))
+    store.set_quotas({"vision": 250})
+    for i in range(4):
+        store.put(block_id("m", "k", "e", i), b"x" * 100, "vision")
+    store.put(block_id("m", "k", "e", 9), b"x" * 100, "nlp")
+    reg = CollectorRegistry()
+    reg.register(StoreCollector(lambda: store))
+    assert reg.get_sample_value("pipecache_worker_quota_used_bytes", {"tenant": "vision"}) == 200
+    assert reg.get_sample_value("pipecache_worker_quota_limit_bytes", {"tenant": "vision"}) == 250
+    assert reg.get_sample_value("pipecache_worker_quota_used_bytes", {"tenant": "nlp"}) == 100
+    assert reg.get_sample_value("pipecache_worker_quota_limit_bytes", {"tenant": "nlp"}) is None
+    assert reg.get_sample_value("pipecache_worker_store_events_total", {"event": "quota_evictions"}) == 2
