@@ -40,7 +40,7 @@ from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ACCESS_KEY, RESULTS, SECRET_KEY, Nginx, PcCluster, need  # noqa: E402
+from common import ACCESS_KEY, RESULTS, SECRET_KEY, Nginx, PcCluster, free_port, need  # noqa: E402
 from netshape import DelayProxy, fill, limit_port, run_in_namespace  # noqa: E402
 
 MiB = 1024 * 1024
@@ -144,11 +144,23 @@ def fsspec_reader(protocol: str, endpoint: str, cache: Path) -> Callable[[str], 
     return read
 
 
-def cluster(ufs: str, data: Path, total: int) -> PcCluster:
-    """One worker whose tiers hold the whole data set, with the defaults users get otherwise."""
+def cluster(ufs: str, data: Path, total: int) -> tuple[PcCluster, str]:
+    """One worker whose tiers hold the whole data set, with the defaults users get otherwise;
+    it also serves S3 itself (``worker --s3-port``): the cluster and that endpoint's URL."""
     mem = f"{max(256, total // MiB // 2)}MiB"
     ssd = f"{2 * total // MiB + 1024}MiB"
-    return PcCluster(ufs, data, block_size="4MiB", memory=mem, ssd=ssd, n_workers=1, master_args=()).start()
+    port = free_port()
+    c = PcCluster(
+        ufs,
+        data,
+        block_size="4MiB",
+        memory=mem,
+        ssd=ssd,
+        n_workers=1,
+        master_args=(),
+        worker_args=("--s3-port", str(port), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY),
+    )
+    return c.start(), f"http://127.0.0.1:{port}"
 
 
 async def preload(master: str) -> float:
@@ -190,15 +202,17 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
         print(f"direct {r['direct_s']:.1f}s")
         r["local_nginx_s"] = epoch(boto_reader(local.url, n), files, n, 2)
         print(f"local nginx {r['local_nginx_s']:.1f}s")
-        c = cluster(origin, work / "pc-cold", size)
+        c, worker_s3 = cluster(origin, work / "pc-cold", size)
         try:
             r["cold_s"] = epoch(boto_reader(c.gateway, n), files, n, 3)
             print(f"pipecache cold {r['cold_s']:.1f}s")
             r["warm_s"] = epoch(boto_reader(c.gateway, n), files, n, 4)
             print(f"pipecache warm {r['warm_s']:.1f}s")
+            r["warm_worker_s3_s"] = epoch(boto_reader(worker_s3, n), files, n, 8)
+            print(f"pipecache warm, the worker's S3 endpoint {r['warm_worker_s3_s']:.1f}s")
         finally:
             c.stop()
-        c = cluster(origin, work / "pc-preload", size)
+        c, worker_s3 = cluster(origin, work / "pc-preload", size)
         try:
             r["preload_s"] = asyncio.run(preload(c.master))
             print(f"preload {r['preload_s']:.1f}s")
@@ -226,6 +240,10 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     rows = [
         ("warm epoch, speed-up over direct", r["direct_s"] / r["warm_s"], ">= 10"),
         ("warm epoch vs local nginx (time ratio)", r["warm_s"] / r["local_nginx_s"], "<= 1.25"),
+        ("warm epoch, the worker's S3 endpoint, speed-up over direct",
+         r["direct_s"] / r["warm_worker_s3_s"], ">= 10"),
+        ("warm epoch, the worker's S3 endpoint vs local nginx (time ratio)",
+         r["warm_worker_s3_s"] / r["local_nginx_s"], "<= 1.25"),
         ("cold epoch vs direct (time ratio)", r["cold_s"] / r["direct_s"], "<= 1.1"),
         ("epoch after preload, speed-up over direct", r["direct_s"] / r["preloaded_epoch_s"], ">= 10"),
         ("preload throughput, share of the link", r["bytes"] / r["preload_s"] / link, ">= 0.9"),

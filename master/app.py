@@ -13,9 +13,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -144,6 +145,10 @@ class MasterMetrics:
             ),
             expired=Counter("pipecache_master_workers_expired", "Workers dropped for silence.", registry=reg),
         )
+
+
+METADATA_WARMERS = 8
+"""HEADs a load job keeps in flight to fetch its objects' full metadata."""
 
 
 @dataclass(eq=False)
@@ -283,9 +288,27 @@ class Master:
         return job
 
     def _list_in_background(self, job: Job) -> None:
-        task = asyncio.create_task(guard(self._list_job(job), f"listing of {job.id}"))
+        self._list_in_background_task(self._list_job(job), f"listing of {job.id}")
+
+    def _list_in_background_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(guard(coro, name))
         self.listings.add(task)
         task.add_done_callback(self.listings.discard)
+
+    async def _warm_metadata(self, job: Job, objects: list[ObjectInfo]) -> None:
+        """Full metadata of a load job's objects into the cache, a few HEADs at a time."""
+        todo = iter([i for i in objects if i.partial])
+
+        async def warmer() -> None:  # a few of these share the list: no task per object
+            for info in todo:
+                if job.state == "cancelled":
+                    return
+                try:
+                    await self.stat(info.bucket, info.key, full=True)
+                except CacheError as exc:  # the block loads will tell the same story
+                    log.debug("load job %s: no metadata for %s/%s: %s", job.id, info.bucket, info.key, exc)
+
+        await asyncio.gather(*(warmer() for _ in range(METADATA_WARMERS)))
 
     def resume_jobs(self) -> None:
         """Re-list the jobs a restart interrupted (blocks already resident count once reported)."""
@@ -323,6 +346,11 @@ class Master:
             self.holds.join(job.hold, objects)
         self.jobs.plan(job, objects, self.state.workers(), self.state.locate, time.monotonic())
         self.journal_finished()  # all blocks may have been resident already
+        if self.objects.enabled:
+            # The listing gave sizes and ETags but not what a GetObject answers with
+            # (content type, user metadata): fetch that too, so that the first read of a
+            # preloaded object does not wait on the under-store for a HEAD.
+            self._list_in_background_task(self._warm_metadata(job, objects), f"metadata of {job.id}")
         log.info(
             "load job %s: %d objects, %d blocks (%d already resident)",
             job.id,

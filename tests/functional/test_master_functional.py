@@ -330,6 +330,9 @@ async def test_malformed_bodies_get_400_and_the_server_keeps_serving(
 async def test_stat_is_cached(client: Client, store: FakeStore) -> None:
     status, first = await call(client, STAT, {"bucket": "data", "key": "dir/b.bin"})
     assert status == 200
+    # How long the master still trusts it: its whole TTL now, less on a later answer.
+    fresh = first.pop("fresh_for")
+    assert 0 < fresh <= 60
     assert first == {
         "bucket": "data",
         "key": "dir/b.bin",
@@ -339,6 +342,7 @@ async def test_stat_is_cached(client: Client, store: FakeStore) -> None:
         "block_size": MiB,
     }
     status, second = await call(client, STAT, {"bucket": "data", "key": "dir/b.bin"})
+    assert 0 < second.pop("fresh_for") <= fresh
     assert (status, second) == (200, first)
     assert store.calls["head"] == 1
     _, text = await call(client, METRICS)

@@ -10,7 +10,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cluster import PcCluster
+from cluster import PcCluster, gateway_client, metric_sum
 from pipecache.client import NoSuchJob, connect
 
 MiB = 1024 * 1024
@@ -124,3 +124,34 @@ def test_cli_load_wait_and_jobs(cluster: PcCluster, dataset: dict[str, bytes]) -
     assert r.returncode == 1 and "NoSuchBucket" in r.stderr
     r = pipecache(cluster, "cancel", final["id"])
     assert r.returncode == 0 and "done" in r.stdout  # a finished job stays as it is
+
+
+@pytest.fixture(scope="module")
+def ttl_cluster(moto_server: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A cluster whose master trusts metadata for a minute (the test cluster's is 1 s)."""
+    args = ("--heartbeat-interval", "0.2", "--worker-timeout", "3", "--consistency", "ttl=60")
+    c = PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("meta"), n_workers=1, master_args=args)
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+async def test_a_preloaded_object_is_read_without_asking_the_under_store(ttl_cluster: PcCluster, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="meta")
+    for i in range(20):
+        s3.put_object(Bucket="meta", Key=f"p/{i}.json", Body=b"{}", ContentType="application/json",
+                      Metadata={"n": str(i)})  # fmt: skip
+    async with connect(ttl_cluster.master) as pc:
+        assert (await (await pc.load("s3://meta/p/")).wait()).state == "done"
+    heads = lambda: metric_sum(ttl_cluster.master, "pipecache_ufs_requests_total", op="head")  # noqa: E731
+    deadline = asyncio.get_running_loop().time() + 10
+    while heads() < 20:  # the job fetches its objects' full metadata beside the blocks
+        assert asyncio.get_running_loop().time() < deadline, f"{heads()} HEADs after the load"
+        await asyncio.sleep(0.1)
+    before = heads()
+    gw = gateway_client(ttl_cluster)
+    for i in range(20):
+        got = gw.get_object(Bucket="meta", Key=f"p/{i}.json")
+        assert got["ContentType"] == "application/json" and got["Metadata"] == {"n": str(i)}
+    assert heads() == before, "a read of a preloaded object waited on an under-store HEAD"
