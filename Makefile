@@ -29,10 +29,13 @@ test: lint
 # Benchmarks are scripts, not tests: they need root (apt-get for nginx and wrk; a network
 # namespace and tc for the far-away S3) and write bench/results/.
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/hits.py $(ARGS)
 	$(BIN)/python bench/faraway.py
 	$(BIN)/python bench/eviction.py
 	$(BIN)/python bench/master_scale.py
+	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/report.py
 
 # Ten minutes of verified reads and writes with a worker killed midway (the suite runs 20 s of it).
 soak: $(STAMP)

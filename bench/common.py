@@ -19,7 +19,14 @@ from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
 from pipecache.cli.up import free_port  # noqa: E402
 
 
-def bench_cluster(ufs_root: Path, data: Path, memory: str, ssd: str, s3_port: int | None = None) -> PcCluster:
+def bench_cluster(
+    ufs_root: Path,
+    data: Path,
+    memory: str,
+    ssd: str,
+    s3_port: int | None = None,
+    master_args: tuple[str, ...] = (),
+) -> PcCluster:
     """One worker and the gateway with the defaults users get (4 MiB blocks, no test tuning).
 
     ``s3_port``: the worker also serves S3 there (``worker --s3-port``).
@@ -34,7 +41,7 @@ def bench_cluster(ufs_root: Path, data: Path, memory: str, ssd: str, s3_port: in
         memory=memory,
         ssd=ssd,
         n_workers=1,
-        master_args=(),
+        master_args=master_args,
         worker_args=worker_args,
     )
 

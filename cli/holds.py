@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..client import Client, FreeReply, HoldInfo, connect
+from ..client.stats import percent
 
 
 def _left(seconds: float) -> str:
@@ -29,10 +30,17 @@ def expires_text(info: HoldInfo, now: float) -> str:
     return f"{stamp} (in {_left(info.expires - now)})"
 
 
+def reads_text(info: HoldInfo) -> str:
+    """How the reads of a keeping hold's blocks were served ("" for ttl entries)."""
+    if info.kind == "ttl":
+        return ""
+    return f"{info.reads} reads, {percent(info.hit_ratio)} hits  "
+
+
 def hold_line(info: HoldInfo, now: float) -> str:
-    """Name, kind, blocks resident/total, expiry, paths."""
+    """Name, kind, blocks resident/total, reads and hit ratio, expiry, paths."""
     return (
-        f"{info.name}  {info.kind}  {info.resident_blocks}/{info.blocks} blocks  "
+        f"{info.name}  {info.kind}  {info.resident_blocks}/{info.blocks} blocks  {reads_text(info)}"
         f"expires {expires_text(info, now)}  {' '.join(info.paths)}"
     )
 

@@ -310,6 +310,8 @@ def worker(
     _check_or_fail(s.validate)
     gs = None if s3_port is None else GatewaySettings(master=master_url, host=host, port=s3_port, **s3)
     if gs is not None:
+        if s3_port == port:
+            raise click.UsageError(f"--s3-port must differ from --port ({port})")
         _check_or_fail(gs.validate)
     if check_config:
         click.echo("worker settings ok")

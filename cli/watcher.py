@@ -119,7 +119,15 @@ def plan(workflow: str, compact: bool) -> None:
     "--timeline",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
-    help="Append what the watcher does (preloads, holds, step starts) to FILE as JSON lines.",
+    help="Append what the watcher does (preloads, holds, step starts, each step's measured hit "
+    "ratio) to FILE as JSON lines.",
+)
+@click.option(
+    "--hits-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between reads of the running steps' hit counts (the final one is read at each step's end).",
 )
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def run(
@@ -130,6 +138,7 @@ def run(
     host: str,
     metrics_port: int,
     timeline: str | None,
+    hits_interval: float,
     check_config: bool,
 ) -> None:
     """Watch Kubeflow pipeline runs (Argo Workflows) and preload what their next steps read."""
@@ -142,6 +151,7 @@ def run(
         kubeconfig=kubeconfig,
         host=host,
         metrics_port=metrics_port,
+        hits_interval=hits_interval,
         watch=WatchSettings(namespaces=tuple(dict.fromkeys(namespaces))),
     )
     try:

@@ -176,6 +176,18 @@ MAX_STATS = 64
 """Most counters one worker may report (the master keeps them all per worker)."""
 
 
+MAX_TAGS = 4096
+"""Most read tags (holds) one heartbeat may carry counts for."""
+
+
+def _check_tag_reads(counts: dict[str, list[int]], where: str) -> None:
+    if len(counts) > MAX_TAGS:
+        raise BadRequest(f"{where}: over {MAX_TAGS} tags")
+    for tag, c in counts.items():
+        if not 0 < len(tag) <= MAX_HOLD_NAME or len(c) != 2 or not 0 <= c[1] <= c[0]:
+            raise BadRequest(f"{where}: tag {tag[:40]!r} needs [reads, hits] with 0 <= hits <= reads")
+
+
 def _check_stats(stats: dict[str, int], where: str) -> None:
     if len(stats) > MAX_STATS:
         raise BadRequest(f"{where}: over {MAX_STATS} counters")
@@ -362,6 +374,9 @@ class HeartbeatRequest(Message):
     workers that predate them."""
     tenants: dict[str, int] = field(default_factory=dict)
     """Bytes charged to each tenant on this worker now (tenants with a share or blocks here)."""
+    tag_reads: dict[str, list[int]] = field(default_factory=dict)
+    """Hold name -> [reads, hits]: block reads of the hold's blocks served since its tag
+    reached the worker (or since the worker registered), cumulative."""
 
     def validate(self) -> None:
         _check_ids(self.added, "HeartbeatRequest.added")
@@ -369,10 +384,12 @@ class HeartbeatRequest(Message):
         _check_ids([f.block_id for f in self.load_failed], "HeartbeatRequest.load_failed")
         _check_stats(self.stats, "HeartbeatRequest.stats")
         _check_quotas(self.tenants, "HeartbeatRequest.tenants")
+        _check_tag_reads(self.tag_reads, "HeartbeatRequest.tag_reads")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        for name in ("load_failed", "stats", "tenants"):  # an older master need not see the appended fields
+        # An older master need not see the appended fields.
+        for name in ("load_failed", "stats", "tenants", "tag_reads"):
             if not out[name]:
                 del out[name]
         return out
@@ -418,20 +435,25 @@ class Command(Message):
     kind: str
     """'free' (drop blocks), 'load' (fetch ``loads`` into the cache), 'pin' (never evict
     ``blocks``, even before they arrive), 'unpin' (ordinary blocks again) or 'release'
-    (unpin and evict them before anything else), or 'quota' (this worker's share of each
-    tenant's cache quota, in ``quotas``: replaces the previous shares)."""
+    (unpin and evict them before anything else), 'quota' (this worker's share of each
+    tenant's cache quota, in ``quotas``: replaces the previous shares), or 'untag' (forget
+    ``tag``: its hold ended)."""
     blocks: list[str] = field(default_factory=list)
     loads: list[LoadTask] = field(default_factory=list)
     """For 'load': the blocks to fetch (``blocks`` holds their ids, in the same order)."""
     quotas: dict[str, int] = field(default_factory=dict)
     """For 'quota': tenant -> bytes it may use on this worker."""
+    tag: str = ""
+    """For 'pin' and 'untag': the hold whose reads of ``blocks`` the worker counts."""
 
     def validate(self) -> None:
         _check_quotas(self.quotas, "Command.quotas")
+        if len(self.tag) > MAX_HOLD_NAME:
+            raise BadRequest(f"Command.tag: over {MAX_HOLD_NAME} characters")
 
     def to_wire(self) -> dict[str, Any]:
         out = Message.to_wire(self)
-        for name in ("loads", "quotas"):  # the appended fields travel only when set
+        for name in ("loads", "quotas", "tag"):  # the appended fields travel only when set
             if not out[name]:
                 del out[name]
         return out
@@ -734,6 +756,15 @@ class HoldInfo(Message):
     resident_blocks: int = 0
     state: str = "active"
     """active, or (in the reply that ends it) released or expired."""
+    reads: int = 0
+    """Block reads of the hold's blocks the workers served while it held them."""
+    hits: int = 0
+    """Those of ``reads`` served from memory or SSD (the rest came from the under-store)."""
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Share of ``reads`` that were hits; None before the first read."""
+        return self.hits / self.reads if self.reads else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,22 +119,19 @@ class HoldService:
         blocks it is about to load (sent before the load command, so they land pinned)."""
         out: list[Command] = []
         reg = self.registry
+        if req.tag_reads:
+            reg.count_reads(req.worker_id, req.tag_reads)
         if req.added:
             reg.arrived(req.worker_id, req.added)
-            cmd = reg.pins_for(req.worker_id, req.added)
-            if cmd is not None:
-                out.append(cmd)
+            out += reg.pins_for(req.worker_id, req.added)
         if loading:
-            cmd = reg.pins_for(req.worker_id, loading, ahead=True)
-            if cmd is not None:
-                out.append(cmd)
+            out += reg.pins_for(req.worker_id, loading, ahead=True)
         return out
 
     def on_register(self, req: RegisterRequest) -> None:
         """A worker (re)registered and forgot its pins: queue them for its first beat."""
         self.registry.forget_worker(req.worker_id)
-        cmd = self.registry.pins_for(req.worker_id, req.blocks)
-        if cmd is not None:
+        for cmd in self.registry.pins_for(req.worker_id, req.blocks):
             self.state.queue_command(req.worker_id, cmd)
 
     def on_workers_gone(self, worker_ids: list[str]) -> None:

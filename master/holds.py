@@ -21,6 +21,12 @@ Theory of operation
   "unpin" goes to the workers that hold it *and* to those that were sent a pin
   ahead of the block's arrival (``note_ahead``), so no worker keeps a stale pin.
 * ``free`` refuses blocks a keeping hold names, unless forced.
+* Every pin names the keeping hold it is for (a *tag*, ``tiering.readtags``), so
+  workers count per hold the reads of its blocks they serve: a hold joining
+  blocks another hold keeps still pins them, under its own name. Workers report
+  cumulative [reads, hits] per tag; the hold keeps the latest figures per worker,
+  and folds them into its totals when the worker goes (it restarts its counts on
+  registering). When the hold ends, the workers sent its tag are told "untag".
 """
 
 from __future__ import annotations
@@ -53,11 +59,25 @@ class Hold:
     expires: float | None = None
     blocks: dict[str, None] = field(default_factory=dict)
     """Block ids in the order they joined (a dict: ordered and deduplicated)."""
+    reads: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Worker id -> (reads, hits) of the hold's blocks it served, as it last reported them."""
+    gone_reads: tuple[int, int] = (0, 0)
+    """(reads, hits) reported by workers since gone."""
+    tagged_on: set[str] = field(default_factory=set)
+    """Workers sent a pin tagged with this hold (told "untag" when it ends)."""
+
+    def read_counts(self) -> tuple[int, int]:
+        """(reads, hits) of the hold's blocks over every worker."""
+        reads, hits = self.gone_reads
+        for r, h in self.reads.values():
+            reads, hits = reads + r, hits + h
+        return reads, hits
 
     def info(self, resident: int, state: str = "active") -> HoldInfo:
+        reads, hits = self.read_counts()
         return HoldInfo(
             self.name, self.kind, list(self.paths), self.created, self.expires,
-            len(self.blocks), resident, state,
+            len(self.blocks), resident, state, reads, hits,
         )
 
 
@@ -118,25 +138,27 @@ class HoldRegistry:
     def add_blocks(
         self, name: str, ids: Iterable[str], locate: Locate, owner: Owner | None = None
     ) -> Commands:
-        """Add blocks to a hold; pin commands for the blocks it newly keeps.
+        """Add blocks to a hold; pin commands, tagged with its name, for its new blocks.
 
         Resident blocks are pinned where they are; the others, with ``owner``,
         on the worker placement would put them on (ahead of their arrival).
+        Blocks another hold keeps are pinned again: the tag is new.
         """
         hold = self.get(name)
         new = [b for b in dict.fromkeys(ids) if b not in hold.blocks]
         hold.blocks.update(dict.fromkeys(new))
         if hold.kind not in KEEPING:
             return {}
-        kept = [b for b in new if self._ref(b, +1) == 1]
-        where = locate(kept)
+        for b in new:
+            self._ref(b, +1)
+        where = locate(new)
         if owner is not None:
-            for b in kept:
+            for b in new:
                 w = None if b in where else owner(b)
                 if w is not None:
                     where[b] = [w]
                     self._ahead.setdefault(b, set()).add(w)
-        return _by_worker("pin", where)
+        return self._tagged(hold, where)
 
     def remove(self, name: str, locate: Locate, *, evict_first: bool) -> tuple[Hold, Commands]:
         """End a hold; "release" (``evict_first``) or "unpin" for the blocks no longer kept."""
@@ -167,19 +189,37 @@ class HoldRegistry:
         """Those of ``ids`` a keeping hold names."""
         return [b for b in ids if b in self._refs]
 
-    def pins_for(self, worker_id: str, ids: Iterable[str], *, ahead: bool = False) -> Command | None:
-        """A "pin" for the kept blocks among ``ids`` on one worker (None if there are none).
+    def pins_for(self, worker_id: str, ids: Iterable[str], *, ahead: bool = False) -> list[Command]:
+        """"pin"s for the kept blocks among ``ids`` on one worker: one per keeping hold, tagged.
 
         ``ahead``: the worker does not hold them yet (a load is about to land
         them), so it is remembered as a target of their eventual unpin.
         """
         kept = self.kept(ids)
         if not kept:
-            return None
+            return []
         if ahead:
             for b in kept:
                 self._ahead.setdefault(b, set()).add(worker_id)
-        return Command("pin", kept)
+        out: list[Command] = []
+        kept_set = set(kept)
+        for hold in self._holds.values():
+            if hold.kind in KEEPING:
+                # Walk the smaller side: a big report against small holds, or the reverse.
+                if len(hold.blocks) < len(kept):
+                    mine = [b for b in hold.blocks if b in kept_set]
+                else:
+                    mine = [b for b in kept if b in hold.blocks]
+                if mine:
+                    out.extend(self._tagged(hold, {b: [worker_id] for b in mine})[worker_id])
+        return out
+
+    def count_reads(self, worker_id: str, tag_reads: dict[str, list[int]]) -> None:
+        """A worker's cumulative [reads, hits] per tag: the latest figures of its holds."""
+        for tag, (reads, hits) in tag_reads.items():
+            hold = self._holds.get(tag)
+            if hold is not None:  # else: a hold that ended (its "untag" is on its way)
+                hold.reads[worker_id] = (reads, hits)
 
     def arrived(self, worker_id: str, ids: Iterable[str]) -> None:
         """The worker reported these blocks: the block map now says where they are."""
@@ -193,9 +233,13 @@ class HoldRegistry:
                     del self._ahead[b]
 
     def forget_worker(self, worker_id: str) -> None:
-        """The worker is gone (expired or re-registered): its pins went with it."""
+        """The worker is gone (expired or re-registered): its pins and tags went with it."""
         for b in [b for b, ws in self._ahead.items() if worker_id in ws]:
             self.arrived(worker_id, [b])
+        for hold in self._holds.values():
+            hold.tagged_on.discard(worker_id)
+            r, h = hold.reads.pop(worker_id, (0, 0))
+            hold.gone_reads = (hold.gone_reads[0] + r, hold.gone_reads[1] + h)
 
     def frees(self, ids: Iterable[str], locate: Locate, *, force: bool) -> tuple[Commands, int, int]:
         """"free" commands for the resident blocks among ``ids``; (commands, freed, refused).
@@ -222,6 +266,7 @@ class HoldRegistry:
                     "created": h.created,
                     "expires": h.expires,
                     "blocks": list(h.blocks),
+                    "reads": list(h.read_counts()),
                 }
                 for h in self.holds()
             ]
@@ -235,6 +280,8 @@ class HoldRegistry:
         for h in data.get("holds", []):
             hold = Hold(h["name"], h["kind"], list(h["paths"]), float(h["created"]), h.get("expires"))
             hold.blocks = dict.fromkeys(h["blocks"])
+            reads, hits = h.get("reads", (0, 0))  # workers restart their counts on registering
+            hold.gone_reads = (int(reads), int(hits))
             self._holds[hold.name] = hold
             if hold.kind in KEEPING:
                 for b in hold.blocks:
@@ -257,13 +304,22 @@ class HoldRegistry:
             for w in self._ahead.pop(b, ()):
                 if w not in where.setdefault(b, []):
                     where[b].append(w)
-        return _by_worker(kind, where)
+        cmds = _by_worker(kind, where)
+        for w in sorted(hold.tagged_on):
+            cmds.setdefault(w, []).append(Command("untag", tag=hold.name))
+        return cmds
+
+    def _tagged(self, hold: Hold, where: dict[str, list[str]]) -> Commands:
+        """"pin" commands tagged with ``hold``'s name; notes the workers that got the tag."""
+        cmds = _by_worker("pin", where, tag=hold.name)
+        hold.tagged_on.update(cmds)
+        return cmds
 
 
-def _by_worker(kind: str, where: dict[str, list[str]]) -> Commands:
+def _by_worker(kind: str, where: dict[str, list[str]], tag: str = "") -> Commands:
     """One ``kind`` command per worker, naming the blocks it holds."""
     ids: dict[str, list[str]] = {}
     for b, workers in where.items():
         for w in workers:
             ids.setdefault(w, []).append(b)
-    return {w: [Command(kind, blocks)] for w, blocks in ids.items()}
+    return {w: [Command(kind, blocks, tag=tag)] for w, blocks in ids.items()}

@@ -6,6 +6,14 @@ and data moves between steps as Argo artifacts (``arguments.artifacts[].from:
 ``mlpipeline`` bucket in a default install). Nested DAG templates (``dsl.Condition``,
 ``dsl.ParallelFor``) are flattened like KFP v2 sub-DAGs. ``steps:`` templates are treated as
 one opaque step.
+
+Loops: a task with ``withItems`` (a literal list), or ``withParam`` naming a list known before
+the run (a JSON literal, a workflow or DAG input parameter), runs once per item, so its step
+reads every item's inputs: ``{{item}}`` and ``{{item.field}}`` are bound to each item in turn,
+and inside a looped DAG the inputs carry one value per item (``_Ctx.params``). A
+``withParam`` naming another task's output parameter is known only once that task ran: a
+looped step then reads what that output names (an upstream reference); inside a looped DAG
+the items are not followed.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ class _Ctx:
     template: str
     argo_path: Key
     kfp_path: Key
-    params: Mapping[str, str]  # {{inputs.parameters.X}} of the enclosing DAG template
+    params: Mapping[str, list[str]]  # {{inputs.parameters.X}} of the enclosing DAG (one per item)
     artifacts: Mapping[str, list[Ref]]  # {{inputs.artifacts.X}} of the enclosing DAG template
     inherited: frozenset[Key]
     enclosing: tuple[Key, ...]
@@ -72,7 +80,8 @@ def build(obj: Mapping[str, Any], flavor: str) -> Graph:
     spec = as_map(obj.get("spec"))
     walker = _Walker(spec, default_bucket(obj), flavor)
     # Argo binds the workflow's arguments to the entrypoint template's inputs.
-    ctx = _Ctx(str(spec.get("entrypoint")), (), (), walker.wf_params, {}, frozenset(), (), 0, ())
+    wf_params = {k: [v] for k, v in walker.wf_params.items()}
+    ctx = _Ctx(str(spec.get("entrypoint")), (), (), wf_params, {}, frozenset(), (), 0, ())
     tpl = as_map(walker.templates.get(ctx.template))
     if isinstance(tpl.get("dag"), Mapping):
         walker.walk(ctx)
@@ -111,21 +120,51 @@ class _Walker:
             if isinstance(v := as_map(e).get("value"), str)
         }
 
-    def subst(self, text: str, ctx: _Ctx, item: Any = None) -> str:
-        """Argo ``{{...}}`` expressions replaced where the value is known before the run."""
+    def subst(self, text: str, ctx: _Ctx, item: Any = None) -> list[str]:
+        """Argo ``{{...}}`` expressions replaced where the value is known before the run.
 
+        One string per value of the loop inputs ``text`` names (a DAG called with items
+        binds its inputs once per item; inputs of one loop have as many values as it has
+        items, so the i-th values go together); one string when it names none.
+        """
+        text = text[: 1 << 20]
+        looped = [
+            len(ctx.params.get(m.group(1)[len("inputs.parameters.") :], ()))
+            for m in _EXPR.finditer(text)
+            if m.group(1).startswith("inputs.parameters.")
+        ]
+        return [self._subst_one(text, ctx, item, i) for i in range(min(max([1, *looped]), MAX_ITEMS))]
+
+    def _subst_one(self, text: str, ctx: _Ctx, item: Any, index: int) -> str:
         def one(m: re.Match[str]) -> str:
             expr = m.group(1)
             if expr.startswith("workflow.parameters."):
                 return self.wf_params.get(expr[len("workflow.parameters.") :], m.group(0))
             if expr.startswith("inputs.parameters."):
-                return ctx.params.get(expr[len("inputs.parameters.") :], m.group(0))
-            if expr == "item" and item is not None:
-                return item if isinstance(item, str) else json.dumps(item)
+                values = ctx.params.get(expr[len("inputs.parameters.") :])
+                return values[min(index, len(values) - 1)] if values else m.group(0)
+            if item is not None and (expr == "item" or expr.startswith("item.")):
+                value = item if expr == "item" else as_map(item).get(expr[len("item.") :])
+                if value is not None:
+                    return value if isinstance(value, str) else json.dumps(value)
             return m.group(0)
 
         charge(len(text))
-        return _EXPR.sub(one, text[: 1 << 20])
+        return _EXPR.sub(one, text)
+
+    def items(self, task: Mapping[str, Any], ctx: _Ctx) -> list[Any]:
+        """The items a looped task runs with, when known before the run ([None] otherwise)."""
+        if "withItems" in task:
+            return as_list(task.get("withItems"))[:MAX_ITEMS] or [None]
+        source = as_str(task.get("withParam"))
+        items: list[Any] = []
+        for text in self.subst(source, ctx) if source else []:
+            try:
+                found = json.loads(text)
+            except ValueError:
+                continue  # not known yet (another task's output) or not a list
+            items += as_list(found)
+        return items[:MAX_ITEMS] or [None]
 
     def walk(self, ctx: _Ctx) -> frozenset[Key]:
         """Add the steps of DAG template ``ctx.template``; return its sink steps."""
@@ -173,7 +212,7 @@ class _Walker:
             template=task["template"],
             argo_path=path,
             kfp_path=kfp,
-            params={k: v[0] for k, v in params.items() if v},
+            params={k: v for k, v in params.items() if v},
             artifacts=refs,
             inherited=wait,
             enclosing=(*ctx.enclosing, kfp),
@@ -190,17 +229,20 @@ class _Walker:
         leaf_of: Mapping[str, StepSpec],
     ) -> tuple[dict[str, list[str]], dict[str, list[Ref]]]:
         """A template's inputs as the task calls it: defaults, then arguments (per loop item)."""
-        items = as_list(task.get("withItems"))[:MAX_ITEMS] or [None]
+        items = self.items(task, ctx)
         params: dict[str, list[str]] = {}
         inputs = as_map(tpl.get("inputs"))
         for name, entry in named(inputs.get("parameters")).items():
             value = as_map(entry).get("value", as_map(entry).get("default"))
             if isinstance(value, str):
-                params[name] = [self.subst(value, ctx)]
+                params[name] = self.subst(value, ctx)
+        source = as_str(task.get("withParam")) or ""
         for name, entry in named(as_map(task.get("arguments")).get("parameters")).items():
             value = as_map(entry).get("value")
             if isinstance(value, str):
-                params[name] = [self.subst(value, ctx, item) for item in items]
+                if items == [None] and "{{item" in value.replace(" ", ""):
+                    value = source  # items known once a task ran: its output names them
+                params[name] = [v for item in items for v in self.subst(value, ctx, item)][:MAX_ITEMS]
         refs: dict[str, list[Ref]] = {}
         for entries in (inputs.get("artifacts"), as_map(task.get("arguments")).get("artifacts")):
             for name, entry in named(entries).items():
@@ -258,6 +300,7 @@ class _Walker:
                     step.art_refs.append(ref)
         note = as_map(as_map(tpl.get("metadata")).get("annotations")).get(ANNOTATION)
         if isinstance(note, str):
-            for uri in split_uris(self.subst(note, ctx)):
-                add_input(step, uri, "annotation")
+            for text in self.subst(note, ctx):
+                for uri in split_uris(text):
+                    add_input(step, uri, "annotation")
         return step

@@ -26,7 +26,16 @@ class WatcherMetrics:
     """Steps that started before their preloaded inputs were all resident."""
     resident_at_start: Histogram
     """Share of a step's preloaded blocks resident when it started: the hit ratio its first
-    reads can expect (workers count hits, not which run read them)."""
+    reads can expect."""
+    step_hit_ratio: Histogram
+    """Measured share of the reads of a step's held inputs that were cache hits, per step, when
+    its hold is released (``watcher.hits``)."""
+    run_hit_ratio: Gauge
+    """The same over a run's steps so far, by namespace and run."""
+    run_reads: Counter
+    """Block reads of a run's held inputs, by namespace and run (summed over its steps' holds)."""
+    run_hits: Counter
+    """Those of ``run_reads`` served from memory or SSD."""
     runs: Gauge
     """Runs being followed."""
     runs_ended: Counter
@@ -64,6 +73,25 @@ class WatcherMetrics:
                 "Share of a step's preloaded blocks resident when it started.",
                 buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0),
                 registry=reg,
+            ),
+            step_hit_ratio=Histogram(
+                p + "step_hit_ratio",
+                "Share of the reads of a step's held inputs that were cache hits.",
+                buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0),
+                registry=reg,
+            ),
+            run_hit_ratio=Gauge(
+                p + "run_hit_ratio",
+                "Share of the reads of a run's held inputs that were cache hits.",
+                ["namespace", "run"],
+                registry=reg,
+            ),
+            run_reads=Counter(
+                p + "run_reads", "Block reads of a run's held inputs.", ["namespace", "run"], registry=reg
+            ),
+            run_hits=Counter(
+                p + "run_hits", "Block reads of a run's held inputs that were cache hits.",
+                ["namespace", "run"], registry=reg,
             ),
             runs=Gauge(p + "runs", "Runs being followed.", registry=reg),
             runs_ended=Counter(p + "runs_ended", "Runs that ended, by outcome.", ["outcome"], registry=reg),

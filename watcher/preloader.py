@@ -1,8 +1,9 @@
 """What the watcher needs from the master (:class:`Preloader`), and its adapter over the Client.
 
-The watcher only starts, follows and cancels load jobs and manages protect holds. Keeping that
+The watcher only starts, follows and cancels load jobs, manages protect holds and reads their
+read counts. Keeping that
 to a small Protocol keeps the service independent of the rest of the client's surface (and
-lets the scheduler's decisions be carried out against anything that offers these five calls).
+lets the scheduler's decisions be carried out against anything that offers these six calls).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..client import Client, Job, JobInfo, NoSuchHold
+from .hits import Reads
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class Preloader(Protocol):
 
     async def release(self, hold: str, *, evict_first: bool) -> bool:
         """Release ``hold``; False if there was no such hold."""
+
+    async def hold_reads(self) -> dict[str, Reads]:
+        """Every hold's reads and hits so far, by hold name."""
 
 
 def load_path(uri: str) -> str:
@@ -100,3 +105,6 @@ class ClientPreloader:
             log.info("hold %s was already released", hold)
             return False
         return True
+
+    async def hold_reads(self) -> dict[str, Reads]:
+        return {h.name: Reads(h.reads, h.hits) for h in await self.client.holds() if h.kind == "protect"}

@@ -92,6 +92,9 @@ class Release:
     run: RunRef
     hold: str
     evict_first: bool
+    step: str = ""
+    ran: bool = False
+    """The step ran (its hold's reads are its reads: measured before the release)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,15 @@ class Scheduler:
     def unfinished_jobs(self) -> list[str]:
         """Job ids submitted and not yet reported finished."""
         return [j for j, job in self._jobs.items() if job.state is None]
+
+    def running_holds(self) -> list[tuple[RunRef, str, str]]:
+        """(run, step, hold) of every step that runs now and has a hold."""
+        return [
+            (run.ref, step, hold_name(run.ref, step))
+            for run in self._runs.values()
+            for step in sorted(run.started - run.finished)
+            if run.protected.get(step)
+        ]
 
     def priority(self, distance: int) -> int:
         """Nearer steps first: a running step gets ``lookahead + 1``, the farthest 1."""
@@ -269,7 +281,8 @@ class Scheduler:
                 # Only holds that exist: a step without inputs never had one.
                 if run.protected.get(step.name) and step.name not in run.released:
                     run.released.add(step.name)
-                    actions.append(Release(run.ref, hold_name(run.ref, step.name), evict_first=False))
+                    ran = step.state != "skipped"
+                    actions.append(Release(run.ref, hold_name(run.ref, step.name), False, step.name, ran))
         return actions
 
     def _schedule(self, run: _Run, step: str, uris: list[str], distance: int) -> list[Action]:
@@ -309,7 +322,7 @@ class Scheduler:
             if (job := self._jobs.get(j)) is not None and job.state is None
         ]
         actions += [
-            Release(run.ref, hold_name(run.ref, step), evict_first=True)
+            Release(run.ref, hold_name(run.ref, step), True, step, step in run.started)
             for step in run.protected
             if step not in run.released and run.protected[step]
         ]

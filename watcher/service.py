@@ -1,8 +1,10 @@
 """The watcher service: workflow events in, scheduler decisions carried out against the master.
 
 One coroutine applies watch events in order (plans are computed and fed to the
-:class:`Scheduler`); another polls the master for the jobs the scheduler waits on. Both carry
-out the scheduler's actions: load jobs, protect holds, cancels, Kubernetes Events, metrics.
+:class:`Scheduler`); another polls the master for the jobs the scheduler waits on, and now and
+then for the read counts of the running steps' holds. Both carry out the scheduler's actions:
+load jobs, protect holds, cancels, Kubernetes Events, metrics. Before a step's hold is released,
+its read counts are read one last time: the step's measured hit ratio (``hits``).
 An error talking to the master or the API server is logged and counted, never fatal: the next
 observation of the run tries again.
 """
@@ -14,12 +16,14 @@ import contextlib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from ..client import CacheError, NoSuchJob
+from .hits import Reads, RunHits, StepReads
 from .kube import KubeApi, WatchEvent, WatchSettings, WorkflowWatch
 from .metrics import WatcherMetrics
 from .preloader import Preloader
@@ -59,6 +63,8 @@ class WatcherSettings:
     """Port of ``/metrics``, ``/healthz`` and ``/readyz``."""
     poll_interval: float = 0.25
     """Seconds between looks at the master's unfinished jobs."""
+    hits_interval: float = 5.0
+    """Seconds between looks at the read counts of the running steps' holds."""
     watch: WatchSettings = field(default_factory=WatchSettings)
 
     def validate(self) -> None:
@@ -66,6 +72,8 @@ class WatcherSettings:
             raise ValueError(f"--master must be an http(s) URL, not {self.master!r}")
         if not 0 <= self.lookahead <= 100:
             raise ValueError("--lookahead must be between 0 and 100")
+        if not 0 < self.hits_interval <= 3600:
+            raise ValueError("--hits-interval must be over 0 and at most 3600 seconds")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError("--metrics-port must be a port number")
         for ns in self.watch.namespaces:
@@ -73,7 +81,9 @@ class WatcherSettings:
                 raise ValueError(f"--namespace {ns!r} is not a Kubernetes namespace name")
 
 
-ActionHook = Callable[[Action, float], None]
+ActionHook = Callable[[Action | StepReads, float], None]
+KEEP_ENDED_RUNS = 100
+"""Ended runs whose per-run series stay on /metrics (older ones are removed)."""
 
 
 class Watcher:
@@ -98,6 +108,9 @@ class Watcher:
         self.clock = clock
         self.resident: dict[str, list[int]] = {}
         """Per run: preloaded blocks resident at its steps' starts, and their total."""
+        self.hits = RunHits()
+        self._ended: deque[tuple[str, str]] = deque()
+        """(namespace, name) of ended runs whose series are still exported, oldest first."""
         self.watches = [
             WorkflowWatch(
                 kube,
@@ -166,7 +179,10 @@ class Watcher:
 
     async def apply(self, actions: list[Action]) -> None:
         """Carry out the scheduler's actions, in order."""
+        counts: dict[str, Reads] | None = None  # the holds' read counts, read once per batch
         for action in actions:
+            if isinstance(action, Release) and action.ran:
+                counts = await self._final_reads(action, counts)  # before the hold goes
             for hook in self.hooks:
                 hook(action, self.clock())
             if isinstance(action, Submit):
@@ -187,6 +203,7 @@ class Watcher:
             elif isinstance(action, RunEnded):
                 self.metrics.runs_ended.labels(action.outcome).inc()
                 self._run_end_log(action)
+                self._retire(action.run)
 
     async def _step_started(self, action: StepStarted) -> None:
         if action.lead is None:
@@ -210,7 +227,71 @@ class Watcher:
         ratio = (
             f"{resident / total:.0%} of preloaded blocks resident at step starts" if total else "no preloads"
         )
-        log.info("run %s ended (%s): %s", action.run.key, action.outcome, ratio)
+        measured = self.hits.end(action.run.key)
+        hits = f"{measured.hits}/{measured.reads} reads of held inputs were hits" if measured.reads else (
+            "no reads of held inputs seen"
+        )
+        log.info("run %s ended (%s): %s; %s", action.run.key, action.outcome, ratio, hits)
+
+    # ---- measured hit ratios ------------------------------------------------------------
+
+    def _measured(self, run: RunRef, step: str, seen: Reads) -> Reads:
+        """Feed a hold's latest counts in; export what changed. The step's figures."""
+        gain = self.hits.update(run.key, step, seen)
+        labels = (run.namespace, run.name)
+        self.metrics.run_reads.labels(*labels).inc(gain.reads)
+        self.metrics.run_hits.labels(*labels).inc(gain.hits)
+        ratio = self.hits.run(run.key).ratio
+        if ratio is not None:
+            self.metrics.run_hit_ratio.labels(*labels).set(ratio)
+        return self.hits.step(run.key, step)
+
+    async def _final_reads(self, action: Release, counts: dict[str, Reads] | None) -> dict[str, Reads] | None:
+        """The step's last figures, read just before its hold goes: a StepReads record.
+
+        ``counts``: the holds' counts read for an earlier release of the same batch (a run's
+        end releases every hold at once), else None. Returns the counts used.
+        """
+        if counts is None:
+            try:
+                counts = await self.preloader.hold_reads()
+            except TRANSIENT as exc:
+                log.warning("cannot read the hit counts of %s: %s", action.hold, exc)
+                return None
+        seen = counts.get(action.hold)
+        if seen is None:
+            return counts  # gone already (an admin released it, or the master forgot it)
+        got = self._measured(action.run, action.step, seen)
+        if got.ratio is not None:
+            self.metrics.step_hit_ratio.observe(got.ratio)
+        record = StepReads(action.run, action.step, action.hold, got.reads, got.hits, got.ratio)
+        for hook in self.hooks:
+            hook(record, self.clock())
+        return counts
+
+    async def _running_reads(self) -> None:
+        """The latest figures of every running step (one look at the master's holds)."""
+        running = self.scheduler.running_holds()
+        if not running:
+            return
+        try:
+            counts = await self.preloader.hold_reads()
+        except TRANSIENT as exc:
+            log.debug("cannot read hit counts: %s", exc)
+            return
+        followed = {r.key for r in self.scheduler.runs}  # a run may have ended meanwhile
+        for run, step, hold in running:
+            if hold in counts and run.key in followed:
+                self._measured(run, step, counts[hold])
+
+    def _retire(self, run: RunRef) -> None:
+        """Keep the series of the last ``KEEP_ENDED_RUNS`` ended runs; drop older ones."""
+        self._ended.append((run.namespace, run.name))
+        while len(self._ended) > KEEP_ENDED_RUNS:
+            labels = self._ended.popleft()
+            for metric in (self.metrics.run_hit_ratio, self.metrics.run_reads, self.metrics.run_hits):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
 
     async def _submit(self, action: Submit) -> None:
         try:
@@ -227,10 +308,14 @@ class Watcher:
         await self.apply(follow)
 
     async def _poll_jobs(self) -> None:
+        last_hits = 0.0
         while True:
             await asyncio.sleep(self.settings.poll_interval)
             for job_id in self.scheduler.unfinished_jobs():
                 await self._check_job(job_id)
+            if time.monotonic() - last_hits >= self.settings.hits_interval:
+                last_hits = time.monotonic()
+                await self._running_reads()
 
     async def _check_job(self, job_id: str) -> None:
         try:

@@ -169,7 +169,7 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     except InvalidRange as err:
         return _invalid_range(err, total)
     found = await svc.find(bid, ref)
-    svc.metrics.served(found.tier, total if rng is None else rng.length)
+    svc.metrics.served(found.tier, total if rng is None else rng.length, bid)
     if found.handle is not None:
         return SsdBlockResponse(
             found.handle,

@@ -32,8 +32,11 @@ Theory of operation
    in memory only and are dropped at each registration: the master sends
    again those it still wants, for the blocks of the full report, so a
    master that restarted without its holds leaves no stale pin behind.
-   Unknown kinds are logged and skipped, so an older worker survives a
-   newer master.
+   A pin naming a hold (``tag``) also tags its blocks, so their reads are
+   counted per hold (``tiering.readtags``) and sent back in every beat
+   (``tag_reads``); ``untag`` forgets a hold that ended, and tags are
+   dropped at each registration with the pins. Unknown kinds are logged and
+   skipped, so an older worker survives a newer master.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import aiohttp
 from ..client.backoff import backoff
 from ..client.protocol import (
     HEARTBEAT,
+    MAX_TAGS,
     MSGPACK,
     REGISTER,
     Command,
@@ -225,6 +229,7 @@ class Heartbeat:
     async def _register(self) -> RegisterReply:
         attempt = 0
         while True:
+            self._svc.metrics.tags.clear()  # on the loop, which counts reads: tags go with the pins
             request = await self._svc.run(self._full_report)
             self._deltas.clear()
             try:
@@ -289,6 +294,7 @@ class Heartbeat:
                 [LoadFailure(b, why) for b, why in failed.items()],
                 self._svc.metrics.snapshot(),
                 tenants=tenants,
+                tag_reads=self._svc.metrics.tags.counts(MAX_TAGS),
             )
             try:
                 reply = await post(
@@ -334,6 +340,10 @@ class Heartbeat:
                     ids = [b for b in cmd.blocks if is_block_id(b)]
                     n = await self._svc.run(op, ids)
                     log.debug("%s: %d of %d blocks changed", cmd.kind, n, len(ids))
+                    if cmd.kind == "pin" and cmd.tag:
+                        self._svc.metrics.tags.tag(cmd.tag, ids)
+                elif cmd.kind == "untag":
+                    self._svc.metrics.tags.untag(cmd.tag)
                 else:
                     log.warning("ignoring unknown command %r from the master", cmd.kind)
             except asyncio.CancelledError:

@@ -42,7 +42,7 @@ class LocalReader:
         svc = self._service()
         bid = ref.block_id()
         found = await svc.find(bid, ref)
-        svc.metrics.served(found.tier, end - start)
+        svc.metrics.served(found.tier, end - start, bid)
         if found.handle is None:
             return [found.view[start:end]]
         handle = found.handle

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from ..client import stats as st
 from ..client.protocol import TIERS
+from ..tiering.readtags import ReadTags
 from ..tiering.store import COUNTERS, TieredStore
 
 
@@ -40,9 +41,13 @@ class WorkerMetrics:
     """Background promotions (SSD to memory) that raised."""
     totals: Tally[str] = field(default_factory=Tally)
     """The same events as plain cumulative counts (``client.stats`` names), for heartbeats."""
+    tags: ReadTags = field(default_factory=ReadTags)
+    """Reads of held blocks per hold (tags come with the master's pins), for heartbeats."""
 
-    def served(self, tier: str, nbytes: int) -> None:
+    def served(self, tier: str, nbytes: int, block_id: str = "") -> None:
         """Count one block read answered from ``tier``: memory, ssd, or ufs after a miss."""
+        if block_id:
+            self.tags.read(block_id, tier != "ufs")
         if tier == "ufs":
             self.miss_bytes.inc(nbytes)
             self.totals[st.MISSES] += 1

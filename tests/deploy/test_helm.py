@@ -316,24 +316,47 @@ def watcher_cli() -> bool:
     return proc.returncode == 0
 
 
+CliRun = tuple[CliCase, subprocess.CompletedProcess[str]]
+
+
+class CliResults:
+    """Every container's CLI check, run once per distinct command line, in parallel, and per
+    values file on first use: each test waits for one file's few runs, not all of them."""
+
+    def __init__(self, renders: dict[str, Render], watcher_cli: bool) -> None:
+        self._renders = renders
+        self._watcher_cli = watcher_cli
+        self._done: dict[str, dict[str, list[CliRun]]] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> list[CliRun]:
+        stem, component = key
+        if stem not in self._done:
+            self._done[stem] = self._run(stem)
+        return self._done[stem].get(component, [])
+
+    def _run(self, stem: str) -> dict[str, list[CliRun]]:
+        cases = [
+            c
+            for c in _cli_cases({stem: self._renders[stem]})
+            if c.component != "watcher" or self._watcher_cli
+        ]
+        unique = sorted({(c.args, c.env) for c in cases})
+        BUILD.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            procs = pool.map(lambda k: _check_config(list(k[0]), dict(k[1])), unique)
+            done = dict(zip(unique, procs, strict=True))
+        results: dict[str, list[CliRun]] = {}
+        for c in cases:
+            results.setdefault(c.component, []).append((c, done[(c.args, c.env)]))
+        return results
+
+
 @pytest.fixture(scope="session")
-def cli_results(
-    renders: dict[str, Render], watcher_cli: bool
-) -> dict[tuple[str, str], list[tuple[CliCase, subprocess.CompletedProcess[str]]]]:
-    """Every container's CLI check, run once per distinct command line, in parallel."""
-    cases = [c for c in _cli_cases(renders) if c.component != "watcher" or watcher_cli]
-    unique = sorted({(c.args, c.env) for c in cases})
-    BUILD.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        procs = pool.map(lambda k: _check_config(list(k[0]), dict(k[1])), unique)
-        done = dict(zip(unique, procs, strict=True))
-    results: dict[tuple[str, str], list[tuple[CliCase, subprocess.CompletedProcess[str]]]] = {}
-    for c in cases:
-        results.setdefault((c.values, c.component), []).append((c, done[(c.args, c.env)]))
-    return results
+def cli_results(renders: dict[str, Render], watcher_cli: bool) -> CliResults:
+    return CliResults(renders, watcher_cli)
 
 
-def _assert_cli_ok(runs: list[tuple[CliCase, subprocess.CompletedProcess[str]]]) -> None:
+def _assert_cli_ok(runs: list[CliRun]) -> None:
     assert runs
     for case, proc in runs:
         assert proc.returncode == 0, (
@@ -385,6 +408,8 @@ def test_bad_choices_fail_with_a_message(helm: Helm) -> None:
         ("--set", "worker.kind=ReplicaSet"): "worker.kind must be",
         ("--set", "worker.ssd.type=nfs"): "worker.ssd.type must be",
         ("--set", "ufs.uri="): "ufs.uri is required",
+        ("--set", "worker.s3.enabled=true", "--set", "worker.s3.port=9100"): "worker.s3.port must differ",
+        ("--set", "worker.s3.service.internalTrafficPolicy=Node"): "must be Cluster or Local",
     }
     for args, message in cases.items():
         proc = helm.template(*args, check=False)
@@ -395,15 +420,11 @@ def test_bad_choices_fail_with_a_message(helm: Helm) -> None:
 
 
 @pytest.mark.parametrize("component", SERVICES)
-def test_service_args_pass_check_config(
-    render: Render, component: str, cli_results: dict[tuple[str, str], Any]
-) -> None:
+def test_service_args_pass_check_config(render: Render, component: str, cli_results: CliResults) -> None:
     _assert_cli_ok(cli_results[(render.values_file.stem, component)])
 
 
-def test_watcher_args_pass_check_config(
-    render: Render, watcher_cli: bool, cli_results: dict[tuple[str, str], Any]
-) -> None:
+def test_watcher_args_pass_check_config(render: Render, watcher_cli: bool, cli_results: CliResults) -> None:
     if not render.value("watcher.enabled", False):
         pytest.skip("watcher not enabled in this values file")
     if not watcher_cli:
@@ -594,6 +615,52 @@ def test_tenants_domains_and_consistency_reach_the_services(render: Render) -> N
     assert _flag(master, "consistency") == (render.value("master.consistency") or None)
 
 
+S3_FLAGS = ("--region=", "--anonymous", "--tenants=", "--domain=")
+
+
+def _s3_flags(container: dict[str, Any]) -> list[str]:
+    return [a for a in container["args"] if a.startswith(S3_FLAGS)]
+
+
+def _env_refs(container: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {v["name"]: v.get("valueFrom") for v in container.get("env", []) if v["name"] in names}
+
+
+def test_worker_s3_endpoint_only_when_enabled(render: Render) -> None:
+    """worker.s3.enabled: every worker serves the gateway's S3 API (same flags, keys and
+    tenants file) on its own port, behind a ClusterIP Service of its own."""
+    wl = render.workload("worker")
+    worker = _container(wl)
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    services = [s for s in render.kinds("Service") if s["metadata"]["name"] == f"{FULLNAME}-worker-s3"]
+    keys = ("PIPECACHE_ACCESS_KEY", "PIPECACHE_SECRET_KEY")
+    if not render.value("worker.s3.enabled", False):
+        assert _flag(worker, "s3-port") is None and "s3" not in ports and not services
+        assert not _s3_flags(worker) and not _env_refs(worker, *keys)
+        assert "tenants" not in {m["name"] for m in worker["volumeMounts"]}
+        return
+    port = render.value("worker.s3.port", 8081)
+    assert _flag(worker, "s3-port") == str(port) and ports["s3"] == port != ports["http"]
+    gateway = _container(render.workload("gateway"))
+    assert _s3_flags(worker) == _s3_flags(gateway)
+    assert _env_refs(worker, *keys) == _env_refs(gateway, *keys)
+    assert bool(_env_refs(worker, *keys)) == (not render.value("gateway.anonymous", False))
+    pods = (wl["spec"]["template"]["spec"], render.workload("gateway")["spec"]["template"]["spec"])
+    for w, g in ((worker["volumeMounts"], gateway["volumeMounts"]), (pods[0]["volumes"], pods[1]["volumes"])):
+        assert [v for v in w if v["name"] == "tenants"] == [v for v in g if v["name"] == "tenants"]
+    (svc,) = services
+    spec = svc["spec"]
+    assert spec["type"] == render.value("worker.s3.service.type", "ClusterIP")
+    policy = render.value("worker.s3.service.internalTrafficPolicy", "Cluster")
+    assert spec["internalTrafficPolicy"] == policy
+    assert spec["selector"] == wl["spec"]["selector"]["matchLabels"]
+    service_port = render.value("worker.s3.service.port", 8081)
+    assert spec["ports"] == [{"name": "s3", "port": service_port, "targetPort": "s3", "protocol": "TCP"}]
+    assert svc["metadata"].get("annotations", {}) == render.value("worker.s3.service.annotations", {})
+    # The worker port's /metrics covers the process: a ServiceMonitor must not scrape it twice.
+    assert "pipecache.io/metrics" not in svc["metadata"]["labels"]
+
+
 def test_watcher_and_rbac_only_when_enabled(render: Render) -> None:
     enabled = render.value("watcher.enabled", False)
     namespaces = render.value("watcher.namespaces", []) or []
@@ -674,3 +741,16 @@ def test_notes_explain_the_endpoint_swap(helm: Helm) -> None:
     for kfp in ("name: kfp-launcher", "defaultPipelineRoot:", "forcePathStyle: true", "disableSSL: true"):
         assert kfp in notes
     assert "watching all namespaces" in notes
+    assert "worker-s3" not in notes
+
+
+def test_notes_give_the_worker_s3_endpoint(helm: Helm) -> None:
+    args = ["--namespace", NAMESPACE, "--dry-run=client", "--set", "worker.s3.enabled=true"]
+    daemonset = ("--set", "worker.kind=DaemonSet", "--set", "worker.ssd.type=hostPath")
+    local = ("--set", "worker.s3.service.internalTrafficPolicy=Local")
+    url = f"http://{FULLNAME}-worker-s3.{NAMESPACE}.svc:8081"
+    hint = "internalTrafficPolicy=Local"
+    for extra, has_hint in (((), False), (daemonset, True), ((*daemonset, *local), False)):
+        notes = helm.run("install", RELEASE, str(CHART), *args, *extra).stdout.split("NOTES:", 1)[1]
+        assert f"worker S3: {url}" in notes
+        assert (hint in notes) == has_hint, extra

@@ -8,7 +8,12 @@ tasks appear on later ticks). Node names are the dotted task paths Argo uses
 ``cached-decision`` and ``condition``; importers resolve their ``artifactUri``; KFP v1 pods
 record their output artifacts in S3 under ``artifacts/<workflow>/<task>/<name>.tgz``.
 
-Loops (``withItems``/``withSequence``/``withParam``) are not simulated.
+Loops: a task with ``withItems``, ``withSequence`` or ``withParam`` becomes a group node and
+one node per item, named ``task(i:item)`` as Argo names them, with ``{{item}}`` bound in its
+arguments; the group finishes when its members have. KFP v2 loop drivers do what the real ones
+do: the iterator's driver reports ``iteration-count`` (the ``parameterIterator``'s items), each
+item's driver binds the loop item, and container drivers pass input parameters in the executor
+input (``Started.parameters``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ FINISHED = {"Succeeded", "Failed", "Error", "Skipped", "Omitted"}
 OK = {"Succeeded", "Skipped", "Omitted"}
 _TASK_OUT = re.compile(r"\{\{tasks\.([A-Za-z0-9_-]+)\.outputs\.parameters\.([A-Za-z0-9_-]+)\}\}")
 _WF_PARAM = re.compile(r"^\{\{workflow\.parameters\.([A-Za-z0-9_.-]+)\}\}$")
+_INPUT = re.compile(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}")
+_LOOPS = frozenset({"withItems", "withSequence", "withParam"})
 
 
 def _params(task: dict[str, Any]) -> dict[str, str]:
@@ -48,6 +55,12 @@ class _Node:
     phase: str = "Running"
     outputs: dict[str, str] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    members: list[tuple[str, ...]] | None = None
+    """For a looped task's group node: the paths of its items' nodes."""
+
+    @property
+    def is_pod(self) -> bool:
+        return "dag" not in self.template and self.members is None
 
 
 @dataclass
@@ -59,6 +72,8 @@ class Started:
     template: str
     inputs: list[str]
     outputs: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Input parameter values the KFP driver passed (a loop item among them)."""
 
 
 class ArgoSim:
@@ -85,6 +100,13 @@ class ArgoSim:
         self.nodes: dict[tuple[str, ...], _Node] = {}
         self.art: dict[tuple[str, str], str] = {}  # (KFP task, output key) -> URI
         self.runtime: dict[str, Any] = {}
+        self.scope: dict[tuple[str, ...], dict[str, Any]] = {}  # DAG path -> loop item bindings
+        root = json.loads(self.wf_params.get("components-root", "") or "{}")
+        self.defaults = {
+            k: v["defaultValue"]
+            for k, v in root.get("inputDefinitions", {}).get("parameters", {}).items()
+            if "defaultValue" in v
+        }
         self.ticks = 0
         entry = self.templates[spec["entrypoint"]]
         self.nodes[()] = _Node((), {"name": self.name}, entry)
@@ -100,8 +122,12 @@ class ArgoSim:
     def tick(self) -> list[Started]:
         """Advance one step; the pods that started."""
         self.ticks += 1
-        for node in [n for n in self.nodes.values() if n.phase == "Running" and "dag" not in n.template]:
+        for node in [n for n in self.nodes.values() if n.phase == "Running" and n.is_pod]:
             self._finish_pod(node)
+        for node in [n for n in self.nodes.values() if n.phase == "Running" and n.members is not None]:
+            members = [self.nodes[m] for m in node.members or ()]
+            if all(m.phase in FINISHED for m in members):
+                node.phase = "Succeeded" if all(m.phase in OK for m in members) else "Failed"
         started: list[Started] = []
         for node in sorted(
             (n for n in self.nodes.values() if "dag" in n.template), key=lambda n: len(n.path)
@@ -137,14 +163,51 @@ class ArgoSim:
             template = self.templates[task["template"]]
             if any(d is not None and d.phase not in OK for d in deps) or not self._when(dag, task):
                 self.nodes[path] = _Node(path, task, template, phase="Omitted")
+            elif _LOOPS & task.keys():
+                started += self._expand(dag, task, path, template)
             else:
-                node = self.nodes[path] = _Node(path, task, template)
-                if "dag" not in template:
-                    started.append(Started(path, task["template"], *self._start_pod(node)))
+                started += self._start(path, task, template)
             children[task["name"]] = self.nodes[path]
         if all(c is not None and c.phase in FINISHED for c in children.values()):
             dag.phase = "Succeeded" if all(c.phase in OK for c in children.values() if c) else "Failed"
         return started
+
+    def _start(self, path: tuple[str, ...], task: dict[str, Any], template: dict[str, Any]) -> list[Started]:
+        node = self.nodes[path] = _Node(path, task, template)
+        if "dag" in template:
+            return []
+        inputs, outputs, parameters = self._start_pod(node)
+        return [Started(path, task["template"], inputs, outputs, parameters)]
+
+    def _expand(
+        self, dag: _Node, task: dict[str, Any], path: tuple[str, ...], template: dict[str, Any]
+    ) -> list[Started]:
+        """A looped task: its group node, and one node per item (``name(i:item)``)."""
+        items = self._items(dag, task)
+        group = self.nodes[path] = _Node(path, task, {"name": task["template"]}, members=[])
+        started: list[Started] = []
+        for i, item in enumerate(items):
+            text = item if isinstance(item, str) else json.dumps(item)
+            member = dag.path + (f"{task['name']}({i}:{text})",)
+            bound = json.loads(json.dumps(task).replace("{{item}}", text.replace('"', '\\"')))
+            for key in _LOOPS:
+                bound.pop(key, None)
+            started += self._start(member, bound, template)
+            assert group.members is not None
+            group.members.append(member)
+        if not items:
+            group.phase = "Succeeded"
+        return started
+
+    def _items(self, dag: _Node, task: dict[str, Any]) -> list[Any]:
+        if "withItems" in task:
+            return list(task["withItems"])
+        if "withSequence" in task:
+            count = _TASK_OUT.sub(lambda m: self._output(dag.path + (m.group(1),), m.group(2)),
+                                  str(task["withSequence"].get("count", "0")))
+            return [str(i) for i in range(int(count or 0))]
+        text = _TASK_OUT.sub(lambda m: self._output(dag.path + (m.group(1),), m.group(2)), task["withParam"])
+        return list(json.loads(self._resolve(text)))
 
     def _when(self, dag: _Node, task: dict[str, Any]) -> bool:
         when = task.get("when")
@@ -160,32 +223,72 @@ class ArgoSim:
 
     # ---- pods -----------------------------------------------------------------------------
 
-    def _start_pod(self, node: _Node) -> tuple[list[str], list[str]]:
-        """Outputs a pod will report, computed when it starts; the URIs it reads and writes."""
-        args = _params(node.task)
+    def _start_pod(self, node: _Node) -> tuple[list[str], list[str], dict[str, Any]]:
+        """Outputs a pod will report, computed when it starts; the URIs it reads and writes,
+        and the input parameters its driver passed."""
+        args = self._args(node)
         kind = node.task["template"]
         if kind == "system-container-driver":
             node.outputs = self._container_driver(node, args)
-            return [], []
+            return [], [], {}
         if kind == "system-dag-driver":
             if args.get("runtime-config"):
                 self.runtime = json.loads(args["runtime-config"]).get("parameterValues", {})
             node.outputs = {"execution-id": str(len(self.nodes)), "iteration-count": "0", "condition": "true"}
-            return [], []
+            self._loop_driver(node, args)
+            return [], [], {}
         if kind == "system-importer":
             uri = self._importer_uri(args)
             self.art[(node.path[-1], "artifact")] = uri
-            return [uri] if uri else [], []
+            return [uri] if uri else [], [], {}
         if kind == "system-container-impl":
             patch = json.loads(
                 self._output(node.path[:-2] + (node.path[-2] + "-driver",), "pod-spec-patch") or "{}"
             )
-            return _patch_artifacts(patch, "inputs"), _patch_artifacts(patch, "outputs")
+            executor = _executor_input(patch)
+            return (
+                _artifact_uris(executor, "inputs"),
+                _artifact_uris(executor, "outputs"),
+                executor.get("inputs", {}).get("parameterValues", {}),
+            )
         # KFP v1 / plain Argo container: outputs in the artifact repository.
         for art in node.template.get("outputs", {}).get("artifacts", []):
             key = f"artifacts/{self.name}/{node.path[-1]}/{art['name']}.tgz"
             node.artifacts.append({"name": art["name"], "s3": {"key": key}})
-        return [], [f"s3://{self.bucket}/{a['s3']['key']}" for a in node.artifacts]
+        return [], [f"s3://{self.bucket}/{a['s3']['key']}" for a in node.artifacts], {}
+
+    def _args(self, node: _Node) -> dict[str, str]:
+        """The task's arguments, ``{{inputs.parameters.X}}`` bound from its enclosing DAG's call."""
+        outer = _params(self.nodes[node.path[:-1]].task) if node.path[:-1] in self.nodes else {}
+        bind = lambda m: outer.get(m.group(1), m.group(0))  # noqa: E731
+        return {k: _INPUT.sub(bind, v) for k, v in _params(node.task).items()}
+
+    def _loop_driver(self, node: _Node, args: dict[str, str]) -> None:
+        """A KFP loop's drivers: the iterator's counts the items, an item's binds its item."""
+        task = json.loads(args.get("task") or "{}")
+        iterator = task.get("parameterIterator")
+        if not iterator:
+            return
+        items = iterator.get("items", {})
+        if "raw" in items:
+            values = json.loads(items["raw"])
+        else:
+            spec = task.get("inputs", {}).get("parameters", {}).get(items.get("inputParameter", ""), {})
+            values = self._value(spec.get("componentInputParameter", ""), node.path)
+            values = json.loads(values) if isinstance(values, str) else list(values or [])
+        index = int(args.get("iteration-index", "-1") or -1)
+        if index < 0:
+            node.outputs["iteration-count"] = str(len(values))
+        else:
+            self.scope[node.path[:-1]] = {iterator["itemInput"]: values[index]}
+
+    def _value(self, name: str, path: tuple[str, ...]) -> Any:
+        """A KFP input parameter seen from ``path``: a loop item, the run's value or the default."""
+        for i in range(len(path), -1, -1):
+            if name in self.scope.get(path[:i], {}):
+                return self.scope[path[:i]][name]
+        plain = name.removeprefix("pipelinechannel--")
+        return self.runtime.get(plain, self.defaults.get(plain))
 
     def _finish_pod(self, node: _Node) -> None:
         task_name = node.path[-1] if node.path else ""
@@ -207,8 +310,14 @@ class ArgoSim:
             uri = f"{self.root}/{self.name}/{name}/{key}"
             self.art[(name, key)] = uri
             outputs[key] = {"artifacts": [{"name": key, "uri": uri}]}
+        values = {}
+        for key, spec in task.get("inputs", {}).get("parameters", {}).items():
+            if "runtimeValue" in spec:
+                values[key] = spec["runtimeValue"].get("constant")
+            elif "componentInputParameter" in spec:
+                values[key] = self._value(spec["componentInputParameter"], node.path)
         executor_input = {
-            "inputs": {"artifacts": inputs, "parameterValues": {}},
+            "inputs": {"artifacts": inputs, "parameterValues": values},
             "outputs": {"artifacts": outputs},
         }
         patch = {"containers": [{"name": "main", "args": ["--executor_input", json.dumps(executor_input)]}]}
@@ -262,11 +371,16 @@ class ArgoSim:
             status["nodes"] = nodes
 
 
-def _patch_artifacts(patch: dict[str, Any], section: str) -> list[str]:
+def _executor_input(patch: dict[str, Any]) -> dict[str, Any]:
     for container in patch.get("containers", []):
         args = container.get("args", [])
         for flag, value in zip(args, args[1:], strict=False):
             if flag == "--executor_input":
-                arts = json.loads(value).get(section, {}).get("artifacts", {})
-                return [a["uri"] for v in arts.values() for a in v.get("artifacts", [])]
-    return []
+                found: dict[str, Any] = json.loads(value)
+                return found
+    return {}
+
+
+def _artifact_uris(executor: dict[str, Any], section: str) -> list[str]:
+    arts = executor.get(section, {}).get("artifacts", {})
+    return [a["uri"] for v in arts.values() for a in v.get("artifacts", [])]

@@ -35,7 +35,7 @@ def small(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     objects = {f"noise/n-{i:03d}": os.urandom(BS) for i in range(NOISE)}
     objects["pinned/big"] = os.urandom(6 * BS)  # larger than the memory tier
     objects["pinned/small"] = os.urandom(2 * BS)
-    for d in ("free", "ttl", "rel", "keep", "job"):
+    for d in ("free", "ttl", "rel", "keep", "job", "count"):
         objects.update({f"{d}/o-{i}": os.urandom(BS) for i in range(3)})
     for k, v in objects.items():
         s3.put_object(Bucket=BUCKET, Key=k, Body=v)
@@ -222,6 +222,29 @@ async def test_load_with_a_hold_lands_pinned(small: PcCluster) -> None:
         await asyncio.sleep(0.5)
         assert await resident(pc, ids) == 3
         await pc.release("run-7")
+        await pinned_on_worker(small, 0)
+
+
+async def test_a_hold_counts_the_reads_of_its_blocks(small: PcCluster) -> None:
+    async with connect(small.master) as pc:
+        job = await pc.load(["s3://holds/count/o-0", "s3://holds/count/o-1"], hold="step-9")
+        assert (await job.wait(interval=0.1, timeout=20)).state == "done"
+        # o-2 joins the hold without a load: pinned (and tagged) ahead of its first read.
+        await pc.protect("step-9", "s3://holds/count/o-2")
+        await pc.protect("step-10", "s3://holds/count/o-1")  # o-1's reads count for both holds
+        await asyncio.sleep(0.5)  # the tagged pins reach the worker with its next beat
+        for key in ("o-0", "o-1", "o-2", "o-2"):  # o-2: a miss, then a hit
+            await pc.get(BUCKET, f"count/{key}")
+        await pc.get(BUCKET, "noise/n-039")  # held by no hold: counts for none
+
+        async def counted() -> bool:
+            holds = {h.name: (h.reads, h.hits) for h in await pc.holds()}
+            return holds.get("step-9") == (4, 3) and holds.get("step-10") == (1, 1)
+
+        await eventually(counted)
+        done = await pc.release("step-9")
+        assert (done.reads, done.hits, done.hit_ratio) == (4, 3, 0.75)
+        await pc.release("step-10")
         await pinned_on_worker(small, 0)
 
 

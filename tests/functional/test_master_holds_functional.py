@@ -67,17 +67,22 @@ async def test_pin_reaches_holders_and_owners_then_unpin_and_release(client: Cli
     assert (info["name"], info["kind"], info["blocks"], info["resident_blocks"]) == ("p", "pin", 5, 2)
     # The only worker owns everything: resident blocks and those still to come are pinned there.
     assert blocks(await beat(client, "w1"), "pin") == set(B)
-    assert await beat(client, "w1", added=B[2:3]) == [{"kind": "pin", "blocks": B[2:3]}]
+    assert await beat(client, "w1", added=B[2:3]) == [{"kind": "pin", "blocks": B[2:3], "tag": "p"}]
     status, infos = await call(client, HOLDS)
     assert [(h["name"], h["resident_blocks"]) for h in infos["holds"]] == [("p", 3)]
     status, done = await call(client, HOLD_RELEASE, {"name": "p", "evict_first": False})
     assert (status, done["state"]) == (200, "released")
-    assert blocks(await beat(client, "w1"), "unpin") == set(B)  # pinned ahead too: undone too
+    commands = await beat(client, "w1")
+    assert blocks(commands, "unpin") == set(B)  # pinned ahead too: undone too
+    assert commands[-1] == {"kind": "untag", "blocks": [], "tag": "p"}  # its reads count no more
 
     await call(client, HOLDS, {"name": "q", "paths": ["data/a.bin"], "kind": "protect"})
     assert blocks(await beat(client, "w1"), "pin") == set(A)
     await call(client, HOLD_RELEASE, {"name": "q"})
-    assert await beat(client, "w1") == [{"kind": "release", "blocks": A}]
+    assert await beat(client, "w1") == [
+        {"kind": "release", "blocks": A},
+        {"kind": "untag", "blocks": [], "tag": "q"},
+    ]
     status, err = await call(client, HOLD_RELEASE, {"name": "q"})
     assert (status, err["code"]) == (404, "NoSuchHold")
 
@@ -87,7 +92,7 @@ async def test_a_reregistered_worker_gets_its_pins_again(client: Client) -> None
     await call(client, HOLDS, {"name": "p", "paths": ["s3://data/a.bin"]})
     assert blocks(await beat(client, "w1"), "pin") == set(A)
     await register(client, "w1", A)  # restarted: pins are gone from its memory
-    assert await beat(client, "w1") == [{"kind": "pin", "blocks": A}]
+    assert await beat(client, "w1") == [{"kind": "pin", "blocks": A, "tag": "p"}]
 
 
 async def test_load_with_a_hold_sends_pins_before_the_loads(client: Client) -> None:
@@ -138,7 +143,7 @@ async def test_ttl_and_pin_ttl_expire_in_the_sweep(client: Client) -> None:
     assert blocks(seen, "free") == set(A)  # B was pinned when the ttl entry expired
     assert blocks(seen, "unpin") == set(B)
     kinds = [c["kind"] for c in seen if c["kind"] != "pin"]
-    assert kinds == ["free", "unpin"]
+    assert kinds == ["free", "unpin", "untag"]
     status, infos = await call(client, HOLDS)
     assert infos["holds"] == []
 

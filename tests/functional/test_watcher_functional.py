@@ -23,6 +23,8 @@ from argosim import ArgoSim
 from cluster import PcCluster
 from kubeapi import FakeKubeApi
 from pipecache.client import connect
+from pipecache.watcher.hits import StepReads
+from pipecache.watcher.scheduler import Release, RunEnded, StepStarted, Submit
 from watcherrun import REAL_IMPORTER, jobs_for, run_pipeline, until, watcher, watcher_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,6 +311,8 @@ async def test_failed_or_deleted_run_cancels_its_jobs(
         )
         assert job.objects_done < 150
         assert await w.metric("pipecache_watcher_jobs_cancelled_total") >= 1
+        # The end is counted after the holds are released (the cancels come first).
+        await until(lambda: w.metric("pipecache_watcher_runs_ended_total", outcome=how), what="run end")
         assert await w.metric("pipecache_watcher_runs_ended_total", outcome=how) == 1
 
 
@@ -360,11 +364,15 @@ async def test_holds_protect_until_each_step_ends(
             f"kfp:{NS}/{name}/train": ("protect", one),
         }
         await put_and_tick(kube, sim, 4)  # the importer ran and finished; train runs
+        # The importer's hold goes and importer-2's comes with the same status change, one
+        # request after the other: wait for both, not for the moment between them.
         holds = await until(
-            lambda: _without(holds_of(cluster.master, name), f"kfp:{NS}/{name}/importer"),
-            what="importer released",
+            lambda: _settled(
+                holds_of(cluster.master, name), f"kfp:{NS}/{name}/importer", f"kfp:{NS}/{name}/importer-2"
+            ),
+            what="importer released, importer-2 protected",
         )
-        assert f"kfp:{NS}/{name}/train" in holds and f"kfp:{NS}/{name}/importer-2" in holds
+        assert f"kfp:{NS}/{name}/train" in holds
         sim.run_to_end()
         kube.put(sim.wf)
         await until(lambda: _none(holds_of(cluster.master, name)), what="every hold released at the end")
@@ -378,6 +386,11 @@ async def _with(holds: Any, n: int) -> Any:
 async def _without(holds: Any, name: str) -> Any:
     found = await holds
     return found if name not in found else None
+
+
+async def _settled(holds: Any, gone: str, there: str) -> Any:
+    found = await holds
+    return found if gone not in found and there in found else None
 
 
 async def _none(holds: Any) -> bool:
@@ -396,7 +409,8 @@ async def test_simulated_steps_first_reads_are_cache_hits(
 ) -> None:
     bucket = unique("e2e")
     seed(s3, bucket, {"shakespeare1.txt": b"to be or not " * 40000, "shakespeare2.txt": b"a rose " * 90000})
-    sim = ArgoSim(real_importer(bucket, unique("pipeline-with-importer")))
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
     async with watcher_process(kube, cluster.master, tmp_path) as w:
         run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6)
         await until(
@@ -410,6 +424,13 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         # What the watcher can tell on its own: every preloaded block was resident at each start.
         starts = await w.metric("pipecache_watcher_step_resident_ratio_count")
         assert starts == 4 and await w.metric("pipecache_watcher_step_resident_ratio_sum") == starts
+        # What the workers measured: every read of the steps' held inputs was a hit.
+        run = {"namespace": NS, "run": name}
+        assert await w.metric("pipecache_watcher_run_hit_ratio", **run) == 1.0
+        reads = await w.metric("pipecache_watcher_run_reads_total", **run)
+        assert reads >= 4 and await w.metric("pipecache_watcher_run_hits_total", **run) == reads
+        assert await w.metric("pipecache_watcher_step_hit_ratio_count") == 4
+        assert await w.metric("pipecache_watcher_step_hit_ratio_sum") == 4
     # The --timeline file: the two preloads, the four step starts, the end of the run.
     kinds = [
         (r["action"], r.get("step"))
@@ -425,6 +446,74 @@ async def test_simulated_steps_first_reads_are_cache_hits(
         ("StepStarted", "train-2"),
         ("RunEnded", None),
     ]
+    # Each step's measured hit ratio, read just before its hold was released.
+    measured = {r["step"]: r["ratio"] for r in w.timeline if r["action"] == "StepReads"}
+    assert measured == dict.fromkeys(["importer", "train", "importer-2", "train-2"], 1.0)
+
+
+async def test_a_step_whose_input_left_the_cache_misses(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bucket = unique("miss")
+    seed(s3, bucket, {"shakespeare1.txt": b"to be " * 250000, "shakespeare2.txt": b"a rose " * 30000})
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
+    one = f"s3://{bucket}/shakespeare1.txt"
+    async with watcher(kube, cluster.master, tmp_path) as w:
+        kube.put(sim.wf)
+        await until(lambda: kube.events_for(name, "PreloadComplete"), what="first preload")
+        # The importer's input is preloaded, then dropped (the hold stays): its first reads miss.
+        async with connect(cluster.master) as pc:
+            assert (await pc.free(one, force=True)).freed == 2
+            ids = [(await pc.stat(bucket, "shakespeare1.txt")).block_id(i) for i in range(2)]
+            await until(lambda: _gone(pc, ids), what="blocks dropped")
+        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6)
+        await until(lambda: w.metric("pipecache_watcher_runs_ended_total", outcome="succeeded"), what="end")
+        # The workers' own view: the importer missed every block, train (after it) hit them all.
+        assert [r.step for r in run.steps[:2]] == ["importer", "train"]
+        assert [r.hit_ratio for r in run.steps[:2]] == [0.0, 1.0]
+        measured = {a.step: (a.reads, a.hits) for _, a in w.actions if isinstance(a, StepReads)}
+        assert measured["importer"][1] == 0 < measured["importer"][0]  # every read a miss
+        # train's hold names the same blocks: it saw the importer's misses, then its own hits.
+        assert 0 < measured["train"][1] < measured["train"][0]
+        labels = {"namespace": NS, "run": name}
+        ratio = await w.metric("pipecache_watcher_run_hit_ratio", **labels)
+        reads = await w.metric("pipecache_watcher_run_reads_total", **labels)
+        hits = await w.metric("pipecache_watcher_run_hits_total", **labels)
+        assert 0 < ratio < 1 and ratio == pytest.approx(hits / reads)
+
+
+async def test_a_running_steps_reads_are_measured_before_it_ends(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bucket = unique("live")
+    seed(s3, bucket, {"shakespeare1.txt": b"x" * 3000, "shakespeare2.txt": b"y" * 3000})
+    name = unique("pipeline-with-importer")
+    sim = ArgoSim(real_importer(bucket, name))
+    labels = {"namespace": NS, "run": name}
+    async with watcher(kube, cluster.master, tmp_path, hits_interval=0.2) as w:
+        kube.put(sim.wf)
+        await until(lambda: kube.events_for(name, "PreloadComplete"), what="first preload")
+        while not any(p.path[-1] == "importer" for p in sim.tick()):
+            pass
+        kube.put(sim.wf)  # the importer runs, and stays running: its hold is not released
+        await until(lambda: any(isinstance(a, StepStarted) for _, a in w.actions), what="start")
+        _gateway_reader(gw)(f"s3://{bucket}/shakespeare1.txt")
+        await until(lambda: w.metric("pipecache_watcher_run_reads_total", **labels), what="live count")
+        assert await w.metric("pipecache_watcher_run_hit_ratio", **labels) == 1.0
+        assert not any(isinstance(a, (Release, StepReads)) for _, a in w.actions)
+
+
+async def _gone(pc: Any, ids: list[str]) -> bool:
+    return not await pc.locate(ids)
 
 
 async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
@@ -440,13 +529,8 @@ async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 30000})
     seed(s3, f"pipeline-root-{tag}", {})
     sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
-
-    def write(uri: str) -> None:  # a step writing its output artifact straight to S3
-        bucket, key = uri.split("://", 1)[1].split("/", 1)
-        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(300_000))
-
     async with watcher(kube, cluster.master, tmp_path):
-        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=write)
+        run = await run_pipeline(kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=_s3_writer(s3))
     reads = {r.step: (r.inputs, r.hit_ratio) for r in run.steps}
     root = f"s3://pipeline-root-{tag}/{wf['metadata']['name']}"
     # train and report read what prepare wrote (preloaded once prepare finished); the
@@ -456,6 +540,49 @@ async def test_upstream_outputs_are_cache_hits_for_the_next_steps(
     assert {step: ratio for step, (_, ratio) in reads.items()} == dict.fromkeys(
         ["importer", "prepare", "audit", "train", "report"], 1.0
     )
+
+
+async def test_a_loops_steps_get_their_items_preloaded(
+    kube: FakeKubeApi,
+    cluster: PcCluster,
+    s3,
+    gw,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    names = ("datasets", "models", "shards", "pipeline-root", "mlpipeline")
+    wf = own("v2_compiled.yaml", unique("loop"), {f"{n}/": f"{n}-{tag}/" for n in names})
+    seed(s3, f"datasets-{tag}", {"labels.csv": b"id,label\n" * 1000})
+    shards = {f"part-{i}.parquet": os.urandom(200_000 + i) for i in range(2)}
+    seed(s3, f"shards-{tag}", shards)
+    seed(s3, f"pipeline-root-{tag}", {})
+    sim = ArgoSim(wf, pipeline_root=f"s3://pipeline-root-{tag}")
+    uris = tuple(f"s3://shards-{tag}/{k}" for k in shards)
+    async with watcher(kube, cluster.master, tmp_path) as w:
+        # for-loop-1 runs read-shard once per shard (three Argo levels; withSequence over the
+        # loop's items); each iteration reads the shard its loop item names.
+        run = await run_pipeline(
+            kube, sim, cluster, _gateway_reader(gw), tick=0.6, write=_s3_writer(s3), read_params=("path",)
+        )
+        await until(lambda: any(isinstance(a, RunEnded) for _, a in w.actions), what="run end")
+    iterations = [r for r in run.steps if r.step == "read-shard"]
+    assert sorted(r.inputs[0] for r in iterations) == list(uris)
+    assert [r.hit_ratio for r in iterations] == [1.0, 1.0]
+    # Both items were preloaded for the step, in one job, before its iterations started.
+    [submit] = [(t, a) for t, a in w.actions if isinstance(a, Submit) and a.step == "read-shard"]
+    assert submit[1].uris == uris
+    [start] = [t for t, a in w.actions if isinstance(a, StepStarted) and a.step == "read-shard"]
+    assert submit[0] < start
+    [measured] = [a for _, a in w.actions if isinstance(a, StepReads) and a.step == "read-shard"]
+    assert measured.reads >= 2 and measured.ratio == 1.0
+
+
+def _s3_writer(s3) -> Callable[[str], None]:  # type: ignore[no-untyped-def]
+    def write(uri: str) -> None:  # a step writing its output artifact straight to S3
+        bucket, key = uri.split("://", 1)[1].split("/", 1)
+        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(300_000))
+
+    return write
 
 
 def _gateway_reader(gw) -> Callable[[str], int]:  # type: ignore[no-untyped-def]

@@ -63,8 +63,9 @@ def _key_on(c: PcCluster, worker_id: str, gw, s3) -> tuple[str, bytes]:  # type:
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{key}: no worker reported its block")
 
+    run = os.urandom(4).hex()  # fresh keys: an overwrite would be a change behind the cache's back
     for i in range(20):  # each key lands on the worker with odds 1/2
-        key, data = f"one-block-{i}", os.urandom(MiB // 2)
+        key, data = f"one-block-{run}-{i}", os.urandom(MiB // 2)
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
         assert gw.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
         if worker_id in asyncio.run(holders(key)):
@@ -104,8 +105,9 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     s3.put_object(Bucket=BUCKET, Key="corrupt.bin", Body=data)
     gw = _client(url)
     gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
-    # Memory holds 4 MiB: reading another 10 MiB pushes these blocks to SSD.
-    s3.put_object(Bucket=BUCKET, Key="filler.bin", Body=os.urandom(10 * MiB))
+    # Memory holds 4 MiB: reading another 32 MiB (about 16 blocks land on each worker,
+    # fewer than 4 about once in a million runs) pushes these blocks to SSD.
+    s3.put_object(Bucket=BUCKET, Key="filler.bin", Body=os.urandom(32 * MiB))
     gw.get_object(Bucket=BUCKET, Key="filler.bin")["Body"].read()
     files = [p for p in (c.workers[1].data_dir).rglob("*") if p.is_file() and p.stat().st_size > MiB // 2]
     assert files, "no SSD block files on the local worker"
@@ -116,3 +118,26 @@ def test_a_corrupt_local_block_is_fetched_again(local_s3: tuple[PcCluster, str],
     body = gw.get_object(Bucket=BUCKET, Key="corrupt.bin")["Body"].read()
     assert body == data
     assert metric_sum(c.workers[1].url, "pipecache_worker_corrupt_blocks_total") > 0
+
+
+def test_local_reads_count_for_the_holds_of_their_blocks(local_s3: tuple[PcCluster, str], s3) -> None:  # type: ignore[no-untyped-def]
+    c, url = local_s3
+    make_bucket(s3, BUCKET)
+    gw = _client(url)
+    key, data = _key_on(c, "w1", gw, s3)  # read once, before any hold: counted for none
+
+    async def protect_then_count() -> tuple[int, int]:
+        async with connect(c.master) as pc:
+            await pc.protect("local-step", f"s3://{BUCKET}/{key}")
+            await asyncio.sleep(0.6)  # the tagged pin reaches the worker with its next beat
+            body = await asyncio.to_thread(lambda: gw.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+            assert body == data
+            for _ in range(50):  # the counts reach the master with the worker's next beat
+                (info,) = [h for h in await pc.holds() if h.name == "local-step"]
+                if info.reads:
+                    break
+                await asyncio.sleep(0.1)
+            await pc.release("local-step")
+            return info.reads, info.hits
+
+    assert asyncio.run(protect_then_count()) == (1, 1)  # served from the local store, a hit

@@ -51,7 +51,13 @@ class RunningWatcher:
 
 @contextlib.asynccontextmanager
 async def watcher(
-    kube: FakeKubeApi, master: str, tmp: Path, *, lookahead: int = 2, namespaces: tuple[str, ...] = ()
+    kube: FakeKubeApi,
+    master: str,
+    tmp: Path,
+    *,
+    lookahead: int = 2,
+    namespaces: tuple[str, ...] = (),
+    hits_interval: float = 5.0,
 ) -> AsyncIterator[RunningWatcher]:
     port = free_port()
     settings = WatcherSettings(
@@ -60,6 +66,7 @@ async def watcher(
         kubeconfig=str(kube.kubeconfig(tmp / "kubeconfig")),
         metrics_port=port,
         poll_interval=0.05,
+        hits_interval=hits_interval,
         watch=WatchSettings(namespaces=namespaces, watch_timeout=60, backoff_initial=0.05, backoff_max=0.5),
     )
     handle = RunningWatcher(f"http://127.0.0.1:{port}")
@@ -165,10 +172,12 @@ async def run_pipeline(
     *,
     tick: float = 0.5,
     write: Callable[[str], None] | None = None,
+    read_params: tuple[str, ...] = (),
 ) -> PipelineRun:
     """Submit ``sim``'s workflow and advance it every ``tick`` seconds to the end.
 
-    Each pod that starts reads its inputs with ``read`` (through the gateway) right away, then
+    Each pod that starts reads its inputs with ``read`` (through the gateway) right away (its
+    input artifacts, and the URIs its input parameters named in ``read_params`` hold), then
     writes its output artifacts with ``write``; its hit ratio is the share of the bytes the
     workers served that came from a cache tier.
     """
@@ -180,8 +189,9 @@ async def run_pipeline(
         started = sim.tick()
         kube.put(sim.wf)
         for pod in started:
-            if pod.inputs:
-                rows.append(await _read_step(cluster, pod.path, pod.inputs, read))
+            inputs = pod.inputs + [str(pod.parameters[n]) for n in read_params if n in pod.parameters]
+            if inputs:
+                rows.append(await _read_step(cluster, pod.path, inputs, read))
             for uri in pod.outputs if write else ():
                 await asyncio.to_thread(write, uri)
     return PipelineRun(created, rows, time.time())

@@ -30,19 +30,31 @@ class Map:
         return {b: list(self.where[b]) for b in ids if b in self.where}
 
 
-def test_overlapping_holds_pin_once_and_unpin_when_the_last_goes() -> None:
+def untag(name: str) -> Command:
+    return Command("untag", tag=name)
+
+
+def test_overlapping_holds_pin_under_each_name_and_unpin_when_the_last_goes() -> None:
     loc = Map({IDS[0]: ["w1"], IDS[1]: ["w1", "w2"], IDS[2]: ["w2"]})
     r = HoldRegistry()
     r.create("a", "pin", ["s3://b/x"], now=10.0)
     cmds = r.add_blocks("a", IDS[:2], loc)
-    assert cmds == {"w1": [Command("pin", IDS[:2])], "w2": [Command("pin", [IDS[1]])]}
+    assert cmds == {"w1": [Command("pin", IDS[:2], tag="a")], "w2": [Command("pin", [IDS[1]], tag="a")]}
     r.create("b", "protect", ["s3://b/y"], now=11.0)
-    assert r.add_blocks("b", IDS[1:3], loc) == {"w2": [Command("pin", [IDS[2]])]}  # IDS[1]: kept already
+    # IDS[1] is kept already, but is pinned again under b's name: its reads count for b too.
+    assert r.add_blocks("b", IDS[1:3], loc) == {
+        "w1": [Command("pin", [IDS[1]], tag="b")],
+        "w2": [Command("pin", IDS[1:3], tag="b")],
+    }
     hold, cmds = r.remove("a", loc, evict_first=True)
-    assert hold.name == "a" and cmds == {"w1": [Command("release", [IDS[0]])]}
+    assert hold.name == "a"
+    assert cmds == {"w1": [Command("release", [IDS[0]]), untag("a")], "w2": [untag("a")]}
     assert r.is_kept(IDS[1]) and not r.is_kept(IDS[0])
     _, cmds = r.remove("b", loc, evict_first=False)
-    assert cmds == {"w1": [Command("unpin", [IDS[1]])], "w2": [Command("unpin", IDS[1:3])]}
+    assert cmds == {
+        "w1": [Command("unpin", [IDS[1]]), untag("b")],
+        "w2": [Command("unpin", IDS[1:3]), untag("b")],
+    }
     with pytest.raises(NoSuchHold):
         r.remove("b", loc, evict_first=False)
 
@@ -62,24 +74,51 @@ def test_pins_ahead_reach_the_owner_and_are_undone_there() -> None:
     r = HoldRegistry()
     r.create("a", "pin", ["p"], now=0.0)
     cmds = r.add_blocks("a", IDS[:3], loc, owner=lambda b: "w2")
-    assert cmds == {"w1": [Command("pin", [IDS[0]])], "w2": [Command("pin", IDS[1:3])]}
+    assert cmds == {"w1": [Command("pin", [IDS[0]], tag="a")], "w2": [Command("pin", IDS[1:3], tag="a")]}
     # A load lands IDS[1] on w2 and reports it: the block map now knows.
     r.arrived("w2", [IDS[1]])
     loc.where[IDS[1]] = ["w2"]
     _, cmds = r.remove("a", loc, evict_first=False)
-    assert cmds == {"w1": [Command("unpin", [IDS[0]])], "w2": [Command("unpin", IDS[1:3])]}
+    assert cmds == {
+        "w1": [Command("unpin", [IDS[0]]), untag("a")],
+        "w2": [Command("unpin", IDS[1:3]), untag("a")],
+    }
 
 
 def test_heartbeat_pins_for_arrivals_and_loads() -> None:
     r = HoldRegistry()
     r.create("a", "protect", ["p"], now=0.0)
     r.add_blocks("a", IDS[:2], Map({}))
-    assert r.pins_for("w1", [IDS[0], IDS[5]]) == Command("pin", [IDS[0]])
-    assert r.pins_for("w1", [IDS[5]]) is None
-    assert r.pins_for("w3", [IDS[1]], ahead=True) == Command("pin", [IDS[1]])
-    r.forget_worker("w3")  # it restarted: nothing to undo there any more
+    r.create("b", "pin", ["q"], now=0.0)
+    r.add_blocks("b", IDS[1:3], Map({}))
+    assert r.pins_for("w1", [IDS[0], IDS[5]]) == [Command("pin", [IDS[0]], tag="a")]
+    assert r.pins_for("w1", [IDS[5]]) == []
+    # A block two holds keep: one pin per hold, each with its tag.
+    assert r.pins_for("w3", [IDS[1]], ahead=True) == [
+        Command("pin", [IDS[1]], tag="a"),
+        Command("pin", [IDS[1]], tag="b"),
+    ]
+    r.forget_worker("w3")  # it restarted: nothing to undo there any more, tags gone too
     _, cmds = r.remove("a", Map({}), evict_first=True)
-    assert cmds == {}
+    assert cmds == {"w1": [untag("a")]}
+
+
+def test_read_counts_sum_over_workers_and_survive_a_worker_leaving() -> None:
+    r = HoldRegistry()
+    r.create("a", "protect", ["p"], now=0.0)
+    r.add_blocks("a", IDS[:2], Map({IDS[0]: ["w1"], IDS[1]: ["w2"]}))
+    r.count_reads("w1", {"a": [4, 3], "gone": [9, 9]})  # a tag of an ended hold is ignored
+    r.count_reads("w2", {"a": [2, 2]})
+    r.count_reads("w1", {"a": [5, 3]})  # cumulative: the latest figures replace the last
+    assert r.get("a").read_counts() == (7, 5)
+    info = r.get("a").info(2)
+    assert (info.reads, info.hits) == (7, 5)
+    r.forget_worker("w1")  # its counts stay with the hold; it starts again from zero
+    r.count_reads("w1", {"a": [1, 0]})
+    assert r.get("a").read_counts() == (8, 5)
+    other = HoldRegistry()
+    other.restore(r.snapshot())
+    assert other.get("a").read_counts() == (8, 5)
 
 
 def test_ttl_entries_keep_nothing_and_free_at_expiry() -> None:
@@ -94,7 +133,7 @@ def test_ttl_entries_keep_nothing_and_free_at_expiry() -> None:
     (done,) = r.expire(130.0, loc)
     assert done.hold.name == "t" and done.commands == {"w1": [Command("free", IDS[:3])]}
     (done,) = r.expire(500.0, loc)  # a pin with a ttl unpins
-    assert done.commands == {"w1": [Command("unpin", [IDS[3]])]}
+    assert done.commands == {"w1": [Command("unpin", [IDS[3]]), untag("keep")]}
     assert r.holds() == []
 
 

@@ -103,6 +103,9 @@ def test_upstream_inputs_learnt_later_get_one_more_job(own: Loader) -> None:
         hold_name(RUN, "import-base"): False,
         hold_name(RUN, "prepare"): False,
     }
+    # They ran: their holds' reads are measured before the release.
+    assert all(a.ran and a.hold == hold_name(RUN, a.step) for a in actions if isinstance(a, Release))
+    assert [step for _, step, _ in s.running_holds()] == ["read-shard", "train"]
 
 
 def test_lead_time_from_job_done_to_step_start(own: Loader) -> None:
@@ -143,6 +146,8 @@ def test_run_end_cancels_and_releases_evict_first(own: Loader, fixture: str, out
     assert [a.job_id for a in actions if isinstance(a, Cancel)] == ids[1:]
     released = [a for a in actions if isinstance(a, Release)]
     assert released and all(a.evict_first for a in released)
+    # Steps that never started read nothing of their own: not measured.
+    assert {a.step for a in released if a.ran} < {a.step for a in released}
     assert actions[-1] == RunEnded(RUN, outcome)
     assert s.runs == [] and s.unfinished_jobs() == ids[1:]
     assert s.observe(RUN, plan_workflow(named(own(fixture))), now=3.0) == []

@@ -354,3 +354,48 @@ def test_node_names_without_workflow_name(own: Loader) -> None:
     wf = own("v2_running.yaml")
     del wf["metadata"]["name"]
     assert summary(plan_workflow(wf)) == summary(plan_workflow(own("v2_running.yaml")))
+
+
+def test_own_kfp_v1_loops_read_every_item(own: Loader) -> None:
+    wf = own("v1_loop.yaml")
+    plan = plan_workflow(wf)
+    assert plan.flavor == "kfp-v1"
+    # A DAG called withItems: its step reads every item's field, not the first item's only.
+    assert inputs(plan, "train-shard") == [
+        ("s3://shards/part-0.parquet", "parameter"),
+        ("s3://shards/part-1.parquet", "parameter"),
+    ]
+    assert plan.step("train-shard").path == ("for-loop-1", "train-shard")
+    # withParam over a DAG input holding a JSON list (a pipeline parameter in KFP v1).
+    assert [uri for uri, _ in inputs(plan, "evaluate")] == [f"s3://evals/set-{c}.csv" for c in "abc"]
+    assert summary(plan)["evaluate"] == (("train-shard",), "pending")
+    # withParam over another task's output: known once list-shards ran.
+    assert inputs(plan, "score-each") == []
+    name = wf["metadata"]["name"]
+    listed = '["s3://shards/part-0.parquet", "s3://shards/part-1.parquet"]'
+    wf["status"] = {
+        "phase": "Running",
+        "nodes": {
+            "a": {"name": name, "phase": "Running", "type": "DAG"},
+            "b": {
+                "name": f"{name}.list-shards",
+                "phase": "Succeeded",
+                "type": "Pod",
+                "outputs": {"parameters": [{"name": "list-shards-Output", "value": listed}]},
+            },
+            "c": {"name": f"{name}.score-each(0:s3://shards/part-0.parquet)", "phase": "Running"},
+        },
+    }
+    plan = plan_workflow(wf)
+    assert plan.step("score-each").state == "running"
+    assert inputs(plan, "score-each") == [
+        ("s3://shards/part-0.parquet", "upstream"),
+        ("s3://shards/part-1.parquet", "upstream"),
+    ]
+
+
+def test_loop_items_are_bounded(own: Loader) -> None:
+    wf = own("v1_loop.yaml")
+    many = json.dumps([f"s3://evals/{i}.csv" for i in range(5000)])
+    set_param(wf, "eval-sets", many)
+    assert len(plan_workflow(wf).step("evaluate").inputs) <= 1000

@@ -36,3 +36,13 @@ def test_store_collector_exports_each_tenants_use_and_share() -> None:
     assert reg.get_sample_value("pipecache_worker_quota_used_bytes", {"tenant": "nlp"}) == 100
     assert reg.get_sample_value("pipecache_worker_quota_limit_bytes", {"tenant": "nlp"}) is None
     assert reg.get_sample_value("pipecache_worker_store_events_total", {"event": "quota_evictions"}) == 2
+
+
+def test_reads_of_tagged_blocks_count_per_hold() -> None:
+    m = WorkerMetrics.create()
+    m.tags.tag("hold", ["0123456789abcdef"])
+    m.served("memory", 10, "0123456789abcdef")
+    m.served("ufs", 10, "0123456789abcdef")
+    m.served("memory", 10, "fedcba9876543210")
+    m.served("ssd", 10)
+    assert m.tags.counts() == {"hold": [2, 1]}

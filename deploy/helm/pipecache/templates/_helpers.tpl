@@ -183,6 +183,75 @@ existingSecret without the key leaves it unset (and the services unguarded).
 {{- end }}
 
 {{/*
+Whether the S3 endpoints (gateway, and workers with worker.s3.enabled) read a tenants file
+from the credentials Secret: "true" or empty.
+*/}}
+{{- define "pipecache.tenants" -}}
+{{- if or .Values.gateway.tenants .Values.credentials.tenants }}true{{ end }}
+{{- end }}
+
+{{/*
+The S3 endpoint's flags, shared by the gateway and workers serving S3 (`--s3-port`): one
+region, anonymous access, tenants file and virtual-host domains for every S3 endpoint.
+*/}}
+{{- define "pipecache.s3Args" -}}
+{{- $g := .Values.gateway -}}
+- {{ printf "--region=%s" $g.region | quote }}
+{{- if $g.anonymous }}
+- --anonymous
+{{- end }}
+{{- if include "pipecache.tenants" . }}
+- --tenants=/etc/pipecache/tenants/tenants.yaml
+{{- end }}
+{{- range $g.domains }}
+- {{ printf "--domain=%s" . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The SigV4 key pair of the S3 endpoints (none when gateway.anonymous).
+*/}}
+{{- define "pipecache.s3KeyEnv" -}}
+{{- if not .Values.gateway.anonymous }}
+{{- $secret := include "pipecache.secretName" . }}
+# The key pair S3 clients sign with (SigV4), read by the CLI from these variables.
+- name: PIPECACHE_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.credentials.keys.gatewayAccessKey }}
+- name: PIPECACHE_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.credentials.keys.gatewaySecretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The tenants file's volume and its mount (nothing without tenants).
+*/}}
+{{- define "pipecache.tenantsVolume" -}}
+{{- if include "pipecache.tenants" . }}
+# The tenants file (key pairs, grants, quotas) from the credentials Secret.
+- name: tenants
+  secret:
+    secretName: {{ include "pipecache.secretName" . }}
+    items:
+      - key: {{ .Values.credentials.keys.tenants }}
+        path: tenants.yaml
+{{- end }}
+{{- end }}
+
+{{- define "pipecache.tenantsMount" -}}
+{{- if include "pipecache.tenants" . }}
+- name: tenants
+  mountPath: /etc/pipecache/tenants
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
 The writable /tmp every container gets (the root filesystem is read-only).
 */}}
 {{- define "pipecache.tmpVolume" -}}
