@@ -77,6 +77,22 @@ _S3_OPTIONS = [
         envvar="PIPECACHE_DOMAINS",
         help="Base domain for virtual-host addressing (bucket.DOMAIN); repeat for several.",
     ),
+    click.option(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        show_default=True,
+        envvar="PIPECACHE_HEADER_TIMEOUT",
+        help="Seconds a request's headers may take to arrive; slower clients are closed.",
+    ),
+    click.option(
+        "--max-connections",
+        type=int,
+        default=512,
+        show_default=True,
+        envvar="PIPECACHE_MAX_CONNECTIONS",
+        help="Most client connections open at once; more get 503 SlowDown (raise with ulimit -n).",
+    ),
 ]
 
 
@@ -135,6 +151,22 @@ _S3_OPTIONS = [
     envvar="PIPECACHE_MASTER_DATA_DIR",
     help="Folder for the journal that keeps load jobs across restarts (default: none, in memory only).",
 )
+@click.option(
+    "--ufs-read-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    envvar="PIPECACHE_MASTER_UFS_READ_TIMEOUT",
+    help="Seconds a HEAD or LIST to the under-store may go without a byte before it is tried again.",
+)
+@click.option(
+    "--ufs-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    envvar="PIPECACHE_MASTER_UFS_ATTEMPTS",
+    help="Attempts per under-store request before it fails (503 at the gateway).",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def master(
     host: str,
@@ -148,6 +180,8 @@ def master(
     load_window: int,
     load_window_bytes: int,
     data_dir: str | None,
+    ufs_read_timeout: float,
+    ufs_attempts: int,
     check_config: bool,
 ) -> None:
     """Run the master: workers, block locations, object metadata, load jobs."""
@@ -167,6 +201,8 @@ def master(
         load_window=load_window,
         load_window_bytes=load_window_bytes,
         data_dir=data_dir or None,
+        ufs_read_timeout=ufs_read_timeout,
+        ufs_attempts=ufs_attempts,
     )
     _check_or_fail(s.validate)
     if check_config:
@@ -218,6 +254,22 @@ def master(
     envvar="PIPECACHE_WORKER_S3_PORT",
     help="Also serve the S3 API on this port, reading this worker's own blocks without a network hop.",
 )
+@click.option(
+    "--ufs-read-timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    envvar="PIPECACHE_WORKER_UFS_READ_TIMEOUT",
+    help="Seconds an under-store read may go without a byte before it is tried again.",
+)
+@click.option(
+    "--ufs-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    envvar="PIPECACHE_WORKER_UFS_ATTEMPTS",
+    help="Attempts per under-store read before the miss fails (503 at the gateway).",
+)
 @_s3_options
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def worker(
@@ -231,6 +283,8 @@ def worker(
     ssd: int | None,
     policy: str,
     s3_port: int | None,
+    ufs_read_timeout: float,
+    ufs_attempts: int,
     check_config: bool,
     **s3: Any,
 ) -> None:
@@ -250,6 +304,8 @@ def worker(
         memory_bytes=memory,
         ssd_bytes=ssd,
         policy=policy,
+        ufs_read_timeout=ufs_read_timeout,
+        ufs_attempts=ufs_attempts,
     )
     _check_or_fail(s.validate)
     gs = None if s3_port is None else GatewaySettings(master=master_url, host=host, port=s3_port, **s3)
@@ -265,7 +321,8 @@ def worker(
         app = make_app(s)
         sites = [Site(app, host, port, "worker")]
         if gs is not None:
-            sites.append(Site(make_gateway(gs, LocalReader(app, WORKER_ID)), host, gs.port, "s3"))
+            s3_app = make_gateway(gs, LocalReader(app, WORKER_ID))
+            sites.append(Site(s3_app, host, gs.port, "s3", gs.limits()))
         await serve_all(sites)
 
     # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy. With an S3
@@ -289,6 +346,8 @@ def gateway(
     anonymous: bool,
     tenants_file: str | None,
     domains: tuple[str, ...],
+    header_timeout: float,
+    max_connections: int,
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -305,12 +364,14 @@ def gateway(
         anonymous=anonymous,
         tenants_file=tenants_file,
         domains=domains,
+        header_timeout=header_timeout,
+        max_connections=max_connections,
     )
     _check_or_fail(s.validate)
     if check_config:
         click.echo("gateway settings ok")
         return
-    _run_service(lambda: serve(make_app(s), host, port, name="gateway"))
+    _run_service(lambda: serve(make_app(s), host, port, name="gateway", limits=s.limits()))
 
 
 @main.command()

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..tiering.errors import BadRequest, CacheError, Unauthorized
+from .connguard import ConnectionLimits, GuardedServer
 from .protocol import API, BLOCKS, MAX_BODY, MSGPACK, ErrorBody, Message
 from .rpc import TOKEN_ENV, cluster_token, token_headers
 
@@ -143,16 +144,25 @@ class Site:
     host: str
     port: int
     name: str
+    limits: ConnectionLimits | None = None
+    """Guards of its connections (``connguard``; None: the default header deadline, no cap)."""
 
 
-async def serve(app: web.Application, host: str, port: int, *, name: str) -> None:
+async def serve(
+    app: web.Application, host: str, port: int, *, name: str, limits: ConnectionLimits | None = None
+) -> None:
     """Run ``app`` on host:port until SIGINT/SIGTERM or cancellation, then clean up."""
-    await serve_all([Site(app, host, port, name)])
+    await serve_all([Site(app, host, port, name, limits)])
 
 
 async def serve_all(sites: Sequence[Site]) -> None:
-    """Run several apps in this process, started in order and cleaned up in reverse."""
+    """Run several apps in this process, started in order and cleaned up in reverse.
+
+    Every connection is guarded (``connguard``): a request head must arrive within
+    ``limits.header_timeout``, and at most ``limits.max_connections`` are open at once.
+    """
     runners: list[web.AppRunner] = []
+    listeners: list[GuardedServer] = []
     try:
         for s in sites:
             runner = web.AppRunner(
@@ -160,7 +170,9 @@ async def serve_all(sites: Sequence[Site]) -> None:
             )
             runners.append(runner)
             await runner.setup()
-            await web.TCPSite(runner, s.host, s.port, reuse_address=True, backlog=1024).start()
+            listener = GuardedServer(runner, s.limits or ConnectionLimits())
+            await listener.start(s.host, s.port)
+            listeners.append(listener)
             log.info("%s listening on http://%s:%d", s.name, s.host, s.port)
             if s.name in ("master", "worker") and cluster_token() is None and not _loopback(s.host):
                 log.warning(
@@ -179,5 +191,7 @@ async def serve_all(sites: Sequence[Site]) -> None:
                 pass
         await stop.wait()
     finally:
+        for listener in reversed(listeners):
+            await listener.stop()
         for runner in reversed(runners):
             await runner.cleanup()

@@ -100,6 +100,10 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     if not resp.prepared:
         resp.headers.setdefault("x-amz-request-id", request[REQUEST_ID])
         resp.headers.setdefault("Server", "pipecache")
+        if request.body_exists and not request.content.is_eof():
+            # Refused before its body was read (too large, unauthorised...): the rest of
+            # the body is still coming, so this connection cannot carry another request.
+            resp.force_close()
     metrics = request.app[METRICS]
     metrics.requests.labels(request[OP], str(resp.status)).inc()
     if request[OP] == "get_object" and resp.status in (200, 206):

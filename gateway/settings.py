@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..client.connguard import ConnectionLimits
 from .s3.hosts import parse_domain
 from .tenants import Tenants, TenantsError, parse_tenants
 
@@ -33,6 +34,17 @@ class GatewaySettings:
     metadata_ttl: float = 2.0
     """Most seconds the gateway reuses object metadata before asking the master again
     (lowered to the master's consistency mode: 0 with ``always``, its TTL if shorter)."""
+    header_timeout: float = 10.0
+    """Seconds a request head may take from its first byte (or from the connection's
+    opening) to its end; a slower client is closed (slowloris)."""
+    max_connections: int = 512
+    """Most client connections open at once; more are answered 503 SlowDown. Below the
+    usual 1024 file descriptors, with room for the pool towards the workers: raise it
+    together with ``ulimit -n``."""
+
+    def limits(self) -> ConnectionLimits:
+        """The listening socket's guards."""
+        return ConnectionLimits(header_timeout=self.header_timeout, max_connections=self.max_connections)
 
     def validate(self) -> None:
         if not self.master.startswith(("http://", "https://")):
@@ -53,6 +65,7 @@ class GatewaySettings:
             parse_domain(d)
         if self.read_ahead < 1:
             raise ValueError("read_ahead must be at least 1")
+        self.limits().validate()
 
     def tenants(self) -> Tenants:
         """The tenants file's tenants, else the single key pair with access to everything."""

@@ -629,7 +629,7 @@ def _understore_ctx(owned: bool) -> Callable[[web.Application], AsyncIterator[No
         if owned:
             from ..client.ufs import open_understore
 
-            m.ufs = open_understore(m.settings.ufs)
+            m.ufs = open_understore(m.settings.ufs, m.settings.ufs_timeouts())
         try:
             yield
         finally:

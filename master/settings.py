@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..client.consistency import Consistency, from_ttl, parse_consistency
+from ..client.ufs.base import UnderStoreTimeouts
 from ..tiering.blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
 ENV_PREFIX = "PIPECACHE_MASTER_"
@@ -63,6 +64,14 @@ class MasterSettings:
     data_dir: str | None = None
     """Folder of the journal that keeps load jobs across restarts (None: kept in memory only)."""
 
+    ufs_read_timeout: float = 10.0
+    """Seconds a HEAD or LIST to the under-store may go without a byte before it is tried
+    again. With ``ufs_attempts`` it keeps a stalled under-store's answer (503) well
+    inside the 60 s a gateway waits for the master."""
+
+    ufs_attempts: int = 3
+    """Attempts per under-store request, the first included (retries back off)."""
+
     def validate(self) -> None:
         """Raise ValueError naming the first setting that cannot work."""
         scheme = urlsplit(self.ufs).scheme
@@ -97,6 +106,11 @@ class MasterSettings:
             raise ValueError("data_dir must be a folder path (or None for no journal)")
         if self.metadata_max_entries < 0:
             raise ValueError(f"metadata_max_entries must be >= 0, got {self.metadata_max_entries}")
+        self.ufs_timeouts().validate()
+
+    def ufs_timeouts(self) -> UnderStoreTimeouts:
+        """Timeouts and attempts of the master's own under-store requests."""
+        return UnderStoreTimeouts(read=self.ufs_read_timeout, attempts=self.ufs_attempts)
 
     def consistency_mode(self) -> Consistency:
         """The mode in force (ValueError if ``consistency`` does not parse)."""
@@ -137,6 +151,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "load_window": int,
     "load_window_bytes": int,
     "data_dir": lambda raw: raw or None,  # an empty variable means no journal
+    "ufs_read_timeout": float,
+    "ufs_attempts": int,
 }
 
 

@@ -4,7 +4,9 @@ It runs its own event loop in a thread, so synchronous tests (boto3) and
 async ones can both steer it. Switching modes resets the open connections, so
 pooled keep-alive connections cannot carry an old mode over. In ``cut`` mode
 each connection counts the bytes it has sent downstream (towards the proxy's
-client) and is reset after ``cut_after``.
+client) and is reset after ``cut_after``; in ``stall`` mode it goes quiet
+there instead (``cut_after`` 0: it answers nothing at all, not even headers).
+``times`` limits the fault to that many new connections; later ones pass.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ class FaultProxy:
     upstream_port: int
     mode: Mode = "pass"
     cut_after: int = 0
-    """In ``cut`` mode: bytes a connection sends downstream before it is reset."""
+    """In ``cut`` and ``stall`` modes: bytes a connection sends downstream before the fault."""
+    times: int | None = None
+    """How many more new connections get the fault (None: all of them)."""
     port: int = 0
     accepted: int = 0
     cuts: int = 0
+    stalls: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: asyncio.base_events.Server | None = None
@@ -71,11 +76,11 @@ class FaultProxy:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
-    def set(self, mode: Mode, cut_after: int = 0) -> None:
+    def set(self, mode: Mode, cut_after: int = 0, times: int | None = None) -> None:
         """Switch mode, resetting every open connection (each keeps the mode it was accepted in)."""
 
         def apply() -> None:
-            self.mode, self.cut_after = mode, cut_after
+            self.mode, self.cut_after, self.times = mode, cut_after, times
             for w in list(self._writers):
                 _reset(w)
 
@@ -84,25 +89,41 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(lambda: (apply(), done.set()))
         done.wait(5)
 
+    def _next_mode(self) -> Mode:
+        if self.times is None:
+            return self.mode
+        if self.times <= 0:
+            return "pass"
+        self.times -= 1
+        return self.mode
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        if self.mode == "refuse":
+        mode = self._next_mode()
+        if mode == "refuse":
             _reset(writer)
             return
         self._writers.add(writer)
         try:
-            if self.mode == "stall":
+            if mode == "stall" and self.cut_after == 0:
+                self.stalls += 1
                 await reader.read()  # swallow the request, answer nothing, until the peer leaves
                 return
-            if self.mode == "slowdown":
+            if mode == "slowdown":
                 await _answer_slow_down(reader, writer)
                 return
             up_r, up_w = await asyncio.open_connection(self.upstream_host, self.upstream_port)
             self._writers.add(up_w)
+            client_gone = asyncio.Event()  # a stalled answer is held until then
+
+            async def upstream() -> None:
+                try:
+                    await self._pipe(reader, up_w, "pass", client_gone)
+                finally:
+                    client_gone.set()
+
             try:
-                await asyncio.gather(
-                    self._pipe(reader, up_w, down=False), self._pipe(up_r, writer, down=True)
-                )
+                await asyncio.gather(upstream(), self._pipe(up_r, writer, mode, client_gone))
             finally:
                 up_w.close()  # graceful: a reset would drop bytes still queued in the kernel
                 self._writers.discard(up_w)
@@ -112,21 +133,26 @@ class FaultProxy:
             writer.close()
             self._writers.discard(writer)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, down: bool) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, mode: Mode, client_gone: asyncio.Event
+    ) -> None:
+        """Copy ``src`` to ``dst``, applying ``mode`` (only the downstream pipe has a fault)."""
         sent = 0
         try:
             while data := await src.read(65536):
-                if down and self.mode == "cut":
+                if mode in ("cut", "stall"):
                     room = self.cut_after - sent
                     if room <= 0 or len(data) >= room:
                         dst.write(data[: max(room, 0)])
                         with contextlib.suppress(ConnectionError):
                             await dst.drain()
-                        self.cuts += 1
+                        if mode == "stall":
+                            self.stalls += 1
+                            await client_gone.wait()  # hold the connection open, send nothing more
+                        else:
+                            self.cuts += 1
                         _reset(dst)
                         return
-                if down and self.mode == "stall":
-                    await asyncio.Event().wait()  # hold the connection open, send nothing more
                 dst.write(data)
                 sent += len(data)
                 await dst.drain()

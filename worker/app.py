@@ -91,6 +91,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
         address=settings.advertise_url,
         timeout=settings.master_timeout,
         retry_max=settings.retry_max,
+        ufs_timeouts=settings.ufs_timeouts(),
     )
     app[SERVICE] = svc
     app[WORKER_ID] = worker_id

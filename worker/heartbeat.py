@@ -44,12 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Callable
 from typing import TypeVar
 
 import aiohttp
 
+from ..client.backoff import backoff
 from ..client.protocol import (
     HEARTBEAT,
     MAX_TAGS,
@@ -65,7 +64,7 @@ from ..client.protocol import (
     RegisterReply,
     RegisterRequest,
 )
-from ..client.ufs import open_understore
+from ..client.ufs import UnderStoreTimeouts, open_understore
 from ..tiering.blocks import is_block_id
 from ..tiering.errors import BadRequest, CacheError, UnknownWorker
 from .blocks import BlockService
@@ -78,7 +77,6 @@ MIN_INTERVAL = 0.05
 """Floor on the master's heartbeat interval (a zero would spin)."""
 EARLY_BEAT = 0.1
 """Early beats (load progress) come at most this share of the interval apart."""
-BACKOFF_BASE = 0.1
 _PIN_COMMANDS = frozenset({"pin", "unpin", "release"})
 """Commands carried out by the ``TieredStore`` method of the same name."""
 
@@ -112,13 +110,6 @@ class DeltaBuffer:
     def clear(self) -> None:
         """The master acknowledged everything pending (or a full report replaced it)."""
         self._present.clear()
-
-
-def backoff(attempt: int, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): 0.1 s doubling up to ``cap``,
-    jittered down by up to half so a fleet of workers does not retry in lockstep."""
-    delay = min(cap, BACKOFF_BASE * 2.0 ** min(attempt, 30))
-    return delay * (0.5 + 0.5 * rand())
 
 
 async def post(
@@ -169,6 +160,7 @@ class Heartbeat:
         address: str,
         timeout: float,
         retry_max: float,
+        ufs_timeouts: UnderStoreTimeouts | None = None,
         load_concurrency: int = 8,
     ) -> None:
         self._svc = service
@@ -178,6 +170,7 @@ class Heartbeat:
         self._address = address
         self._timeout = timeout
         self._retry_max = retry_max
+        self._ufs_timeouts = ufs_timeouts
         self._deltas = DeltaBuffer()
         self._interval = 1.0
         self._ufs_uri: str | None = None
@@ -275,7 +268,7 @@ class Heartbeat:
         if uri == self._ufs_uri and self._svc.ufs.current is not None:
             return
         try:
-            ufs = open_understore(uri)
+            ufs = open_understore(uri, self._ufs_timeouts)
         except Exception as exc:  # any failure here only blocks misses; retried each beat
             self._svc.ufs.problem = f"the under-store {uri!r} cannot be opened: {exc}"
             log.error("cannot open the under-store %r: %s", uri, exc)

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..client.ufs.base import UnderStoreTimeouts
 from ..tiering.budget import default_memory_bytes, default_ssd_bytes
 from ..tiering.eviction import EVICTION_POLICY
 from ..tiering.store import StoreConfig
@@ -65,6 +66,16 @@ class WorkerSettings:
 
     ufs_concurrency: int = 32
     """Most under-store reads in flight at once (misses beyond wait their turn)."""
+
+    ufs_read_timeout: float = 3.0
+    """Seconds a miss's under-store read may go without a byte (before the headers or
+    mid-body) before it is abandoned and tried again. Short, as AWS advises for S3
+    reads: with ``ufs_attempts`` it ends a miss whose body stalls before the 10 s after
+    which a client asks the next worker (``ClientOptions.stall_timeout``)."""
+
+    ufs_attempts: int = 3
+    """Attempts per under-store read, the first included (retries back off from 0.1 s);
+    then the miss is answered 502 UnderStoreError, which the gateway passes on as 503."""
 
     io_threads: int = 4
     """Threads of the worker's own executor for store I/O (SSD reads, writes, demotions)."""
@@ -123,9 +134,14 @@ class WorkerSettings:
         for name in ("ufs_concurrency", "io_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.ufs_timeouts().validate()
         for name in ("master_timeout", "retry_max", "ready_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def ufs_timeouts(self) -> UnderStoreTimeouts:
+        """Timeouts and attempts of the under-store reads that serve misses."""
+        return UnderStoreTimeouts(read=self.ufs_read_timeout, attempts=self.ufs_attempts)
 
     def store_config(self) -> StoreConfig:
         """The tiered store's configuration, with default budgets measured now.

@@ -6,11 +6,11 @@ import os
 from urllib.parse import unquote, urlsplit
 
 from ...tiering.errors import InterfaceError
-from .base import UnderStore
+from .base import UnderStore, UnderStoreTimeouts
 from .local import LocalUnderStore
 from .s3 import S3UnderStore
 
-__all__ = ["LocalUnderStore", "S3UnderStore", "UnderStore", "open_understore"]
+__all__ = ["LocalUnderStore", "S3UnderStore", "UnderStore", "UnderStoreTimeouts", "open_understore"]
 
 _FORMS = (
     "file:///absolute/path (a local folder), http(s)://host[:port] (an S3-compatible "
@@ -18,11 +18,12 @@ _FORMS = (
 )
 
 
-def open_understore(uri: str) -> UnderStore:
+def open_understore(uri: str, timeouts: UnderStoreTimeouts | None = None) -> UnderStore:
     """The under-store named by ``uri``; InterfaceError for any other form.
 
     ``file:///abs/path`` creates the folder if it is missing. Credentials for
     S3 come from the standard AWS environment and files, never from the URI.
+    ``timeouts`` tune an S3 under-store (default: ``UnderStoreTimeouts()``).
     """
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
@@ -33,7 +34,7 @@ def open_understore(uri: str) -> UnderStore:
             return LocalUnderStore(path)
     elif scheme in ("http", "https") and parts.hostname and parts.path in ("", "/"):
         if not parts.query and not parts.fragment and not parts.username:
-            return S3UnderStore(f"{scheme}://{parts.netloc}")
+            return S3UnderStore(f"{scheme}://{parts.netloc}", timeouts=timeouts)
     elif scheme == "s3" and not parts.netloc and parts.path in ("", "/") and not parts.query:
-        return S3UnderStore(None)
+        return S3UnderStore(None, timeouts=timeouts)
     raise InterfaceError(f"unsupported under-store URI {uri!r}: use {_FORMS}")

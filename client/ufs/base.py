@@ -108,6 +108,31 @@ def uploads_page(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UnderStoreTimeouts:
+    """How long a remote under-store may take, and how often a failed read is tried.
+
+    ``read`` bounds each wait for bytes (before the response headers or in the
+    middle of a body), not a whole transfer, so a slow but moving body is never
+    cut; a stalled one is. Local folders ignore these.
+    """
+
+    connect: float = 5.0
+    """Seconds to open a connection."""
+    read: float = 60.0
+    """Seconds without a byte before a request is abandoned (and retried)."""
+    attempts: int = 3
+    """Attempts per request, the first included; retries back off (0.1 s doubling, jittered)."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that cannot work."""
+        for name in ("connect", "read"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"under-store {name} timeout must be > 0, got {getattr(self, name)}")
+        if not 1 <= self.attempts <= 10:
+            raise ValueError(f"under-store attempts must be 1..10, got {self.attempts}")
+
+
 class UnderStore(Protocol):
     """Async access to the under-store. Keys and buckets are the S3 names.
 

@@ -33,19 +33,21 @@ from ...tiering.errors import (
     SlowDown,
     UnderStoreError,
 )
+from ..backoff import backoff
 from ..listing import MAX_KEYS
 from ..protocol import BucketInfo, ListEntry, ListPage, ObjectInfo
-from .base import PartInfo, PartsPage, UploadInfo, UploadsPage, VersionInfo, VersionsPage
+from .base import (
+    PartInfo,
+    PartsPage,
+    UnderStoreTimeouts,
+    UploadInfo,
+    UploadsPage,
+    VersionInfo,
+    VersionsPage,
+)
 
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 60.0
-MAX_ATTEMPTS = 3
-"""Total attempts per call (botocore "standard" retry mode).
-
-Standard mode retries throttling (SlowDown, 503), 5xx and connection errors
-with jittered exponential backoff. Kept small: a worker serving a cache miss
-has a client waiting, and the master retries at its own level.
-"""
+BODY_BACKOFF_MAX = 2.0
+"""Longest pause, in seconds, between attempts at a ranged read whose body failed."""
 
 PART_SIZE = 8 * 1024 * 1024
 """Streamed bodies are buffered one part at a time (plus one part of look-ahead).
@@ -103,6 +105,14 @@ class S3UnderStore:
     ``region`` None lets botocore find it (AWS_DEFAULT_REGION, config files).
     Custom endpoints (MinIO, Ceph, moto) are addressed path-style, since their
     host names rarely resolve with a bucket in front.
+
+    Retries: botocore's "standard" mode retries every call up to
+    ``timeouts.attempts`` times, with jittered exponential backoff, on
+    throttling (SlowDown, 503), 5xx, refused or reset connections and a stall
+    before the response headers. It cannot retry a body that stalls or breaks
+    after the headers came; :meth:`get_range` does that itself, within the
+    same number of attempts. Kept small: a worker serving a miss has a client
+    waiting.
     """
 
     def __init__(
@@ -111,15 +121,18 @@ class S3UnderStore:
         *,
         region: str | None = None,
         max_pool_connections: int = 64,
+        timeouts: UnderStoreTimeouts | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.uri = endpoint_url or "s3://"
         self._region = region
+        self.timeouts = timeouts or UnderStoreTimeouts()
+        self.timeouts.validate()
         self._config = AioConfig(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.read,
             max_pool_connections=max_pool_connections,
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": self.timeouts.attempts},
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
         self._stack: contextlib.AsyncExitStack | None = None
@@ -176,11 +189,28 @@ class S3UnderStore:
 
         The returned ETag is compared too, for servers that ignore If-Match.
         A zero-length range is answered without a request (HTTP cannot ask for it).
+        A body that stalls past the read timeout, breaks or comes short is read
+        again (backing off), up to ``timeouts.attempts`` in all; then
+        UnderStoreError. Only whole, checked bodies are returned, so nothing
+        half-read can be cached.
         """
         if start < 0 or length < 0:
             raise InterfaceError(f"bad range: start {start}, length {length}")
         if length == 0:
             return b""
+        attempts = self.timeouts.attempts
+        for attempt in range(attempts):
+            try:
+                return await self._get_range_once(bucket, key, start, length, etag)
+            except _BrokenBody as exc:
+                if attempt + 1 >= attempts:
+                    raise UnderStoreError(f"{exc.message} (after {attempts} attempts)") from None
+                await asyncio.sleep(backoff(attempt, BODY_BACKOFF_MAX))
+        raise AssertionError("unreachable")
+
+    async def _get_range_once(
+        self, bucket: str, key: str, start: int, length: int, etag: str | None
+    ) -> bytes:
         s3 = await self._s3()
         args: dict[str, Any] = {
             "Bucket": bucket,
@@ -199,9 +229,12 @@ class S3UnderStore:
                     raise UnderStoreError(
                         f"{key!r}: asked {length} bytes at {start}, got {r['ContentLength']}"
                     )
-                data = await body.read()
+                try:
+                    data = await body.read()
+                except _TRANSPORT_ERRORS as exc:
+                    raise _BrokenBody(f"GetObject body of {key!r}: {exc.__class__.__name__}: {exc}") from None
         if len(data) != length:
-            raise UnderStoreError(f"short body for {key!r}: {len(data)} of {length} bytes")
+            raise _BrokenBody(f"short body for {key!r}: {len(data)} of {length} bytes")
         return bytes(data)
 
     async def list(
@@ -530,6 +563,10 @@ class S3UnderStore:
             stack, self._stack, self._client = self._stack, None, None
             if stack is not None:
                 await stack.aclose()
+
+
+class _BrokenBody(UnderStoreError):
+    """The response came, its body did not (stalled, cut or short): worth another attempt."""
 
 
 def _check_size(got: int, size: int | None) -> None:

@@ -224,9 +224,9 @@ def running(c: PcCluster) -> Iterator[PcCluster]:
         c.stop()
 
 
-def gateway_client(cluster: PcCluster):  # type: ignore[no-untyped-def]
-    """A boto3 S3 client pointed at ``cluster``'s gateway (one attempt per call)."""
-    return s3_client(cluster.gateway)
+def gateway_client(cluster: PcCluster, endpoint: str | None = None):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at ``cluster``'s gateway, or at ``endpoint`` (one attempt per call)."""
+    return s3_client(endpoint or cluster.gateway)
 
 
 def s3_client(url: str):  # type: ignore[no-untyped-def]

@@ -22,14 +22,16 @@ from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
-from cluster import PcCluster, Worker, free_port, make_bucket
+from cluster import FAST_TEST_MASTER_ARGS, PcCluster, Worker, free_port, make_bucket
 from pipecache.client import ClientOptions, connect
+from pipecache.tiering.ssd import BLOCK_SUFFIX, HEADER_SIZE
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from faultproxy import FaultProxy  # noqa: E402
 
 MiB = 1024 * 1024
 BUCKET = "faults"
+UFS_READ_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +46,22 @@ def ufs_proxy(moto_server: str) -> Iterator[FaultProxy]:
 def fc(
     ufs_proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PcCluster, FaultProxy]]:
-    """Worker 0 reached directly, worker 1 only through a proxy; the under-store through another."""
-    c = PcCluster(ufs=ufs_proxy.url, root=tmp_path_factory.mktemp("faults"), n_workers=1)
+    """Worker 0 reached directly, worker 1 only through a proxy; the under-store through another.
+
+    The master and the workers give up on a silent under-store request after 1 s, and try twice.
+    """
+    ufs_args = ("--ufs-read-timeout", str(UFS_READ_TIMEOUT), "--ufs-attempts", "2")
+    c = PcCluster(
+        ufs=ufs_proxy.url,
+        root=tmp_path_factory.mktemp("faults"),
+        n_workers=1,
+        master_args=(*FAST_TEST_MASTER_ARGS, *ufs_args),
+        worker_args=ufs_args,
+    )
     c.start()
     port = free_port()
     proxy = FaultProxy("127.0.0.1", port).start()
-    w = Worker(1, port, c.root / "worker-1", args=("--advertise", proxy.url))
+    w = Worker(1, port, c.root / "worker-1", args=(*ufs_args, "--advertise", proxy.url))
     c.workers.append(w)
     try:
         c.start_worker(w)
@@ -172,6 +184,42 @@ def test_understore_cut_mid_body_caches_nothing_wrong(s3, gwc, fc, ufs_proxy) ->
         assert digest(gwc.get_object(Bucket=BUCKET, Key="ufscut/obj")["Body"].read()) == digest(body)
 
 
+def test_understore_stalled_mid_body_is_a_quick_503_and_caches_nothing(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    body = seed(s3, "ufsstall/obj", 3 * MiB)
+    gwc.head_object(Bucket=BUCKET, Key="ufsstall/obj")  # metadata first (HEADs fit under the stall point)
+    # Every under-store connection goes quiet after 200 KiB: block reads hang mid-body.
+    ufs_proxy.set("stall", cut_after=200 * 1024)
+    stalls = ufs_proxy.stalls
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        gwc.get_object(Bucket=BUCKET, Key="ufsstall/obj")["Body"].read()
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    assert err.value.response["Error"]["Code"] == "ServiceUnavailable"
+    # The worker waited out its read timeout twice (two attempts), then answered: not a hang.
+    assert ufs_proxy.stalls - stalls >= 2
+    assert 2 * UFS_READ_TIMEOUT <= elapsed < 10, elapsed
+    ufs_proxy.set("pass")
+    # Nothing half-read was cached: the object comes back whole and right, twice.
+    for _ in range(2):
+        assert digest(gwc.get_object(Bucket=BUCKET, Key="ufsstall/obj")["Body"].read()) == digest(body)
+
+
+def test_understore_silent_before_answering_is_a_quick_503(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    body = seed(s3, "ufssilent/obj", 2 * MiB)
+    ufs_proxy.set("stall")  # connections accepted, requests swallowed, nothing answered
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        gwc.get_object(Bucket=BUCKET, Key="ufssilent/obj")
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    # The master's HEAD waited out its read timeout twice, then answered: not a hang.
+    assert ufs_proxy.stalls >= 2
+    assert 2 * UFS_READ_TIMEOUT <= elapsed < 10, elapsed
+    ufs_proxy.set("pass")
+    assert digest(gwc.get_object(Bucket=BUCKET, Key="ufssilent/obj")["Body"].read()) == digest(body)
+
+
 def test_understore_throttling_is_passed_on_as_slow_down(s3, gwc, fc, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
     body = seed(s3, "throttled/obj", 2 * MiB)
     ufs_proxy.set("slowdown")
@@ -219,6 +267,24 @@ def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
     finally:
         c.stop()
         subprocess.run(["umount", "-l", str(ssd)], check=False)
+
+
+def test_corrupt_ssd_block_files_are_dropped_and_fetched_again(s3, gwc, fc) -> None:  # type: ignore[no-untyped-def]
+    c, _ = fc
+    body = seed(s3, "corrupt/big", 40 * MiB)  # more than the two 16 MiB memory tiers hold
+    assert digest(gwc.get_object(Bucket=BUCKET, Key="corrupt/big")["Body"].read()) == digest(body)
+    files = [f for w in c.workers for f in (w.data_dir / "blocks").rglob(f"*{BLOCK_SUFFIX}")]
+    assert len(files) >= 8, f"only {len(files)} blocks on SSD: the test would prove little"
+    for f in files:  # one bit of rot in the data of every block file on every worker
+        with f.open("r+b") as fh:
+            fh.seek(HEADER_SIZE + 4321)
+            byte = fh.read(1)
+            fh.seek(HEADER_SIZE + 4321)
+            fh.write(bytes([byte[0] ^ 0x01]))
+    dropped = c.worker_sum("pipecache_worker_corrupt_blocks_total")
+    for _ in range(2):  # the rotten copies are found, dropped and fetched again; then all is clean
+        assert digest(gwc.get_object(Bucket=BUCKET, Key="corrupt/big")["Body"].read()) == digest(body)
+    assert c.worker_sum("pipecache_worker_corrupt_blocks_total") - dropped > 0
 
 
 def test_cached_reads_go_on_while_the_master_is_down(s3, gwc, fc) -> None:  # type: ignore[no-untyped-def]

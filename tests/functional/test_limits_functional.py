@@ -43,3 +43,49 @@ def test_oversized_or_garbled_requests_are_refused_fast(cluster: PcCluster, gw, 
     # Still serving.
     gw.list_buckets()
 
+
+
+def test_authentication_comes_before_the_cache(s3, cluster: PcCluster, gw) -> None:  # type: ignore[no-untyped-def]
+    """Requests that fail SigV4 never reach a worker or the under-store."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from cluster import ACCESS_KEY, make_bucket
+
+    make_bucket(s3, "authfirst")
+    s3.put_object(Bucket="authfirst", Key="cold", Body=b"x" * 3_000_000)
+    reads = cluster.worker_sum("pipecache_ufs_requests_total")
+    cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    wrong = boto3.client(
+        "s3", endpoint_url=cluster.gateway, aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key="not-the-secret", region_name="us-east-1", config=cfg,
+    )  # fmt: skip
+    anonymous = boto3.client(
+        "s3", endpoint_url=cluster.gateway, region_name="us-east-1",
+        config=cfg.merge(Config(signature_version=UNSIGNED)),
+    )  # fmt: skip
+    for client in (wrong, anonymous):
+        for _ in range(5):
+            with pytest.raises(ClientError) as err:
+                client.get_object(Bucket="authfirst", Key="cold")
+            assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert cluster.worker_sum("pipecache_ufs_requests_total") == reads
+    assert gw.get_object(Bucket="authfirst", Key="cold")["Body"].read() == b"x" * 3_000_000
+    assert cluster.worker_sum("pipecache_ufs_requests_total") > reads  # the count does move
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(cluster: PcCluster, gw) -> None:  # type: ignore[no-untyped-def]
+    from botocore.exceptions import ClientError
+
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        # 6 GiB announced (S3's single PUT stops at 5 GiB), one byte sent.
+        gw.put_object(Bucket="authfirst", Key="huge", Body=b"x", ContentLength=6 * 1024**3)
+    assert err.value.response["Error"]["Code"] == "EntityTooLarge", err.value.response
+    assert time.monotonic() - t0 < 5
+    # The answer said Connection: close, so the client's next request does not queue
+    # behind the 6 GiB it never sent (it used to wait out 10 s of lingering).
+    t0 = time.monotonic()
+    gw.list_buckets()
+    assert time.monotonic() - t0 < 3

@@ -13,8 +13,7 @@ import pytest_asyncio
 from botocore.exceptions import ClientError
 from pipecache.client.listing import paginate
 from pipecache.client.protocol import ListEntry, ListPage
-from pipecache.client.ufs import S3UnderStore, open_understore
-from pipecache.client.ufs import s3 as s3_module
+from pipecache.client.ufs import S3UnderStore, UnderStoreTimeouts, open_understore
 from pipecache.client.ufs.s3 import map_client_error
 from pipecache.tiering.errors import (
     CacheError,
@@ -270,12 +269,12 @@ def test_bare_404_means_what_the_caller_says() -> None:
 
 
 @in_module_loop
-async def test_unreachable_endpoint_is_under_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unreachable_endpoint_is_under_store_error() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(s3_module, "MAX_ATTEMPTS", 1)  # no retry backoff: keep the test fast
-    store = S3UnderStore(f"http://127.0.0.1:{port}")
+    # One attempt: no retry backoff, to keep the test fast.
+    store = S3UnderStore(f"http://127.0.0.1:{port}", timeouts=UnderStoreTimeouts(attempts=1))
     try:
         with pytest.raises(UnderStoreError, match="HeadBucket"):
             await store.head_bucket("anything")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pipecache.worker.heartbeat import DeltaBuffer, backoff
+from pipecache.client.backoff import backoff
+from pipecache.worker.heartbeat import DeltaBuffer
 
 A, B, C = "000000000000000a", "000000000000000b", "000000000000000c"
 

@@ -1,0 +1,152 @@
+"""Slow and greedy clients at the gateway: a header deadline and a connection cap (client/connguard.py).
+
+Slowloris clients (request heads sent a byte at a time, or never) are closed
+once their head is ``--header-timeout`` late, and meanwhile do not keep a normal
+client from being served. Connections beyond ``--max-connections`` are
+answered 503 SlowDown at once. Idle keep-alive connections between requests
+are not cut by the header deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import ClientError
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, gateway_client, make_bucket
+
+HEADER_TIMEOUT = 1.0
+CAP_HEADER_TIMEOUT = 6.0
+BUCKET = "slowclients"
+BODY = os.urandom(300_000)
+
+
+@pytest.fixture(scope="module")
+def seeded(moto_server: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    make_bucket(s3, BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="obj", Body=BODY)
+
+
+def guarded_gateway(cluster: PcCluster, max_connections: int, header_timeout: float) -> Iterator[str]:
+    url, proc = cluster.extra_gateway(
+        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+        "--header-timeout", str(header_timeout), "--max-connections", str(max_connections),
+    )  # fmt: skip
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def slow_gw(cluster: PcCluster, seeded: None) -> Iterator[str]:
+    yield from guarded_gateway(cluster, 64, HEADER_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def small_gw(cluster: PcCluster, seeded: None) -> Iterator[str]:
+    # A longer deadline: the hogs must hold the cap while the test knocks on it, even on a busy machine.
+    yield from guarded_gateway(cluster, 4, CAP_HEADER_TIMEOUT)
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def closed_after(sock: socket.socket, limit: float) -> tuple[float, bytes]:
+    """Seconds until the gateway closed ``sock`` (at most ``limit``), and what it said first."""
+    t0 = time.monotonic()
+    sock.settimeout(limit)
+    said = b""
+    try:
+        while chunk := sock.recv(4096):
+            said += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"connection still open after {limit} s")
+    return time.monotonic() - t0, said
+
+
+def test_slowloris_is_closed_and_others_are_served(cluster: PcCluster, slow_gw: str) -> None:
+    port = port_of(slow_gw)
+    opened = time.monotonic()
+    trickled = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        """One byte of header per connection every 0.1 s: each is always 'making progress'."""
+        for s in trickled:
+            s.sendall(b"GET /slowclients/obj HTTP/1.1\r\nHost: x\r\n")
+        while not stop.is_set():
+            for s in trickled:
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    pass
+            time.sleep(0.1)
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        # A normal client is served at once, slow neighbours or not.
+        gw = gateway_client(cluster, slow_gw)
+        t0 = time.monotonic()
+        assert gw.get_object(Bucket=BUCKET, Key="obj")["Body"].read() == BODY
+        assert time.monotonic() - t0 < HEADER_TIMEOUT
+        # Every slow connection is closed once its head is late (plus scheduling slack).
+        for s in trickled + silent:
+            closed_after(s, HEADER_TIMEOUT + 3)
+            assert time.monotonic() - opened < HEADER_TIMEOUT + 3
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            said = closed_after(idle, HEADER_TIMEOUT + 3)[1]
+        assert said.startswith(b"HTTP/1.1 408 "), said
+    finally:
+        stop.set()
+        t.join(5)
+        for s in trickled + silent:
+            s.close()
+    # And the gateway still serves.
+    assert gw.get_object(Bucket=BUCKET, Key="obj")["Body"].read() == BODY
+
+
+def test_idle_keep_alive_connections_are_not_cut(cluster: PcCluster, slow_gw: str) -> None:
+    """The deadline runs from a head's first byte: a pooled connection idles freely between requests."""
+    sock = socket.create_connection(("127.0.0.1", port_of(slow_gw)))
+    with sock:
+        for _ in range(2):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            time.sleep(HEADER_TIMEOUT * 2)
+
+
+def test_connections_over_the_cap_get_slow_down(cluster: PcCluster, small_gw: str) -> None:
+    port = port_of(small_gw)
+    gw = gateway_client(cluster, small_gw)
+    hogs = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        time.sleep(0.2)  # let the gateway accept them all
+        with socket.create_connection(("127.0.0.1", port)) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            said = closed_after(extra, 5)[1]
+        assert said.startswith(b"HTTP/1.1 503 ") and b"<Code>SlowDown</Code>" in said, said
+        with pytest.raises(ClientError) as err:
+            gw.get_object(Bucket=BUCKET, Key="obj")
+        assert err.value.response["Error"]["Code"] == "SlowDown", err.value.response
+        # The hogs send nothing: the header deadline frees their places.
+        for s in hogs:
+            closed_after(s, CAP_HEADER_TIMEOUT + 3)
+    finally:
+        for s in hogs:
+            s.close()
+    assert gw.get_object(Bucket=BUCKET, Key="obj")["Body"].read() == BODY
