@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 
 import pytest
 from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, make_bucket
@@ -156,9 +157,13 @@ def test_aws_cli_sync_and_s3api(cluster: PcCluster, gw_env: dict[str, str], tmp_
 
     up = tmp_path / "up"
     files = {f"d{i % 3}/f{i}.txt": os.urandom(1000 + i) for i in range(9)}
+    past = time.time() - 60
     for rel, data in files.items():
         (up / rel).parent.mkdir(parents=True, exist_ok=True)
         (up / rel).write_bytes(data)
+        # S3 times are whole seconds: a file written in the second of its upload could look
+        # newer than its copy, and the second sync below would upload it again.
+        os.utime(up / rel, (past, past))
     run("s3", "sync", str(up), "s3://compat/synced/")
     listed = json.loads(run("s3api", "list-objects-v2", "--bucket", "compat", "--prefix", "synced/"))
     assert sorted(o["Key"] for o in listed["Contents"]) == sorted(f"synced/{k}" for k in files)
