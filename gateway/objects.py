@@ -41,7 +41,7 @@ GET_OBJECT_PARAMS = PRESIGN_PARAMS | OVERRIDES.keys()
 LIST_QUERY_PARAMS = PRESIGN_PARAMS | s3r.LIST_PARAMS
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 """What S3 answers for an object stored without a Content-Type."""
-SINGLE_SHOT = 8 * 1024 * 1024
+SINGLE_SHOT = 256 * 1024
 """Answers up to this size are read whole and sent in one write; larger ones stream."""
 
 

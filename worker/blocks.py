@@ -220,6 +220,7 @@ class BlockService:
     async def find(self, block_id: BlockId, ref: BlockRef) -> Found:
         """The block from memory, else SSD (verified), else the under-store (and kept)."""
         total = block_length(ref)
+        self._promotions.read(total)  # every read moves the promotion filter's clock
         view = self.store.get_memory(block_id)
         if view is not None:
             check_length(block_id, view.nbytes, total)
