@@ -88,11 +88,15 @@ def block_path(root: str, block_id: BlockId) -> str:
 def write_block(path: str, data: bytes, *, fsync: bool = False) -> None:
     """Write header + payload to ``path`` atomically (temp file, then rename)."""
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.{secrets.token_hex(8)}{TMP_SUFFIX}"
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(data), xxhash.xxh3_64_intdigest(data))
     try:
-        with open(tmp, "xb") as f:
+        f = open(tmp, "xb")
+    except FileNotFoundError:  # the folder's first block: make it only then, not on every write
+        os.makedirs(folder, exist_ok=True)
+        f = open(tmp, "xb")
+    try:
+        with f:
             f.write(header)
             f.write(data)
             if fsync:
