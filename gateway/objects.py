@@ -41,8 +41,14 @@ GET_OBJECT_PARAMS = PRESIGN_PARAMS | OVERRIDES.keys()
 LIST_QUERY_PARAMS = PRESIGN_PARAMS | s3r.LIST_PARAMS
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 """What S3 answers for an object stored without a Content-Type."""
-SINGLE_SHOT = 256 * 1024
-"""Answers up to this size are read whole and sent in one write; larger ones stream."""
+CHANGED_ATTEMPTS = 3
+"""Reads of an object replaced mid-read before giving up with 503 SlowDown."""
+WHOLE = 8 * 1024 * 1024
+"""Answers up to this size are read whole before the headers go out, so that an object
+replaced mid-read is read again (fresh) instead of cut off; larger ones stream."""
+JOIN = 256 * 1024
+"""Whole answers up to this size are joined and sent with the headers in one write;
+above it, the join's copy costs more than the extra write."""
 
 
 def xml_response(body: bytes, status: int = 200) -> web.Response:
@@ -81,18 +87,19 @@ async def get_object(
     query: list[tuple[str, str]],
     charge: str = "",
 ) -> web.StreamResponse:
-    """GetObject and HeadObject. A version replaced under us is re-read once, fresh.
+    """GetObject and HeadObject. A version replaced under us is re-read, fresh.
 
     Blocks the read brings into the cache are charged to tenant ``charge``.
     """
-    for attempt in (0, 1):
+    for attempt in range(CHANGED_ATTEMPTS):
         info = await client.stat(bucket, key, fresh=attempt > 0, full=True)
         try:
             return await _answer(request, client, info, query, charge)
         except ObjectChanged:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    # Replaced again during every re-read (a key written many times a second). S3 never
+    # answers an unconditional GET with 412; 503 is an answer clients retry, later.
+    raise s3e.SlowDown(f"{key} was replaced while it was read, {CHANGED_ATTEMPTS} times")
 
 
 async def _answer(
@@ -118,9 +125,17 @@ async def _answer(
         # Pull the first block before sending headers: a missing or replaced object
         # still gets a proper error (or a fresh retry) instead of a broken 200.
         first = await reader.next_span()
-        if length <= SINGLE_SHOT and sum(map(len, first)) == length:
-            return web.Response(status=status, body=b"".join(first), headers=headers)
-        return await _stream(request, status, headers, length, first, reader)
+        if length > WHOLE:
+            return await _stream(request, status, headers, length, first, reader)
+        chunks = list(first)
+        got = sum(map(len, chunks))
+        while got < length:
+            span = await reader.next_span()
+            chunks += span
+            got += sum(map(len, span))
+        if length <= JOIN:
+            return web.Response(status=status, body=b"".join(chunks), headers=headers)
+        return await _stream(request, status, headers, length, chunks, reader)
 
 
 async def _stream(
