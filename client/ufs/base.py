@@ -124,6 +124,13 @@ class UnderStoreTimeouts:
     attempts: int = 3
     """Attempts per request, the first included; retries back off (0.1 s doubling, jittered)."""
 
+    def silent_for(self) -> float:
+        """Most seconds a request to a silent under-store can wait before it fails: every
+        attempt waits ``read`` for a byte, and botocore's standard retries back off up to
+        ``min(2**i, 20)`` s before attempt i+1 (i from 0)."""
+        pauses = sum(min(2.0**i, 20.0) for i in range(self.attempts - 1))
+        return self.attempts * self.read + pauses
+
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot work."""
         for name in ("connect", "read"):
