@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cluster import FAST_TEST_MASTER_ARGS, PcCluster, Worker, free_port, make_bucket
 from pipecache.client import ClientOptions, connect
+from pipecache.client.ufs import UnderStoreTimeouts
 from pipecache.tiering.ssd import BLOCK_SUFFIX, HEADER_SIZE
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -232,6 +233,88 @@ def test_understore_throttling_is_passed_on_as_slow_down(s3, gwc, fc, ufs_proxy)
     assert time.monotonic() - t0 < 20
     ufs_proxy.set("pass")
     assert digest(gwc.get_object(Bucket=BUCKET, Key="throttled/obj")["Body"].read()) == digest(body)
+
+
+UFS_WRITE_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def write_gw(fc: tuple[PcCluster, FaultProxy]):  # type: ignore[no-untyped-def]
+    """A boto3 client of a gateway that gives up on a silent under-store write after 1 s, twice."""
+    import boto3
+    from botocore.config import Config
+    from cluster import ACCESS_KEY, SECRET_KEY
+
+    url, proc = fc[0].extra_gateway(
+        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+        "--ufs-write-timeout", str(UFS_WRITE_TIMEOUT), "--ufs-write-attempts", "2",
+    )  # fmt: skip
+    try:
+        yield boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+        )  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _quick_503(call, *args, **kw) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until ``call`` failed with 503 ServiceUnavailable (it must fail so)."""
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        call(*args, **kw)
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    assert err.value.response["Error"]["Code"] == "ServiceUnavailable", err.value.response
+    return elapsed
+
+
+def test_writes_to_a_silent_understore_fail_quickly_and_never_land(s3, write_gw, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    make_bucket(s3, BUCKET)
+    body = os.urandom(300_000)
+    upload = write_gw.create_multipart_upload(Bucket=BUCKET, Key="wstall/mp")["UploadId"]
+    ufs_proxy.set("stall")  # connections accepted, requests swallowed, nothing answered
+    stalls = ufs_proxy.stalls
+    # Two silent attempts of 1 s, botocore's backoff between them, the body at 1 MiB/s: then 503.
+    deadline = UnderStoreTimeouts(read=UFS_WRITE_TIMEOUT, attempts=2).write_deadline(len(body))
+    bound = deadline + 4  # scheduling slack on a busy machine
+    for elapsed in (
+        _quick_503(write_gw.put_object, Bucket=BUCKET, Key="wstall/obj", Body=body),
+        _quick_503(
+            write_gw.upload_part, Bucket=BUCKET, Key="wstall/mp", UploadId=upload, PartNumber=1, Body=body
+        ),
+    ):
+        assert deadline <= elapsed < bound, (elapsed, deadline)
+    assert ufs_proxy.stalls - stalls >= 2  # both writes reached the under-store, which said nothing
+    ufs_proxy.set("pass")
+    # Nothing was acknowledged, and nothing landed.
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket=BUCKET, Key="wstall/obj")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert s3.list_parts(Bucket=BUCKET, Key="wstall/mp", UploadId=upload).get("Parts", []) == []
+    # A stalled CompleteMultipartUpload: 503 and no object; the upload can be completed after.
+    etag = write_gw.upload_part(
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, PartNumber=1, Body=body
+    )["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    ufs_proxy.set("stall")
+    elapsed = _quick_503(
+        write_gw.complete_multipart_upload,
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, MultipartUpload=parts,
+    )  # fmt: skip
+    assert elapsed < bound, elapsed
+    ufs_proxy.set("pass")
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=BUCKET, Key="wstall/mp")
+    write_gw.complete_multipart_upload(
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, MultipartUpload=parts
+    )
+    assert digest(s3.get_object(Bucket=BUCKET, Key="wstall/mp")["Body"].read()) == digest(body)
+    # And the healed link carries writes again.
+    write_gw.put_object(Bucket=BUCKET, Key="wstall/obj", Body=body)
+    assert digest(s3.get_object(Bucket=BUCKET, Key="wstall/obj")["Body"].read()) == digest(body)
 
 
 @pytest.mark.skipif(

@@ -19,11 +19,6 @@ def test_defaults_fail_a_silent_write_before_an_sdk_gives_up() -> None:
     assert GatewaySettings(master=MASTER, anonymous=True, ufs_write_timeout=20).ufs_write_outlasts_sdks()
 
 
-def test_backoff_between_attempts_is_capped_at_20_s() -> None:
-    assert UnderStoreTimeouts(read=1.0, attempts=1).silent_for() == 1.0
-    assert UnderStoreTimeouts(read=1.0, attempts=8).silent_for() == 8 + 1 + 2 + 4 + 8 + 16 + 20 + 20
-
-
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
