@@ -320,11 +320,19 @@ def test_writes_to_a_silent_understore_fail_quickly_and_never_land(s3, write_gw,
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a small tmpfs needs root"
 )
-def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
-    """The SSD tier's disk fills up (ENOSPC) long before its budget: the worker serves on."""
+def test_full_ssd_keeps_serving(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The SSD tier's disk fills up (ENOSPC) long before its budget: the worker serves on.
+
+    An 8 MiB tmpfs, 6 MiB of it taken by another file, under a 64 MiB SSD budget:
+    once a block or two is demoted, every SSD write fails. Reads stay right (from
+    memory and the under-store), the worker lives, the failure is counted and
+    logged once, and a second log line says when writes work again.
+    """
     ssd = tmp_path / "worker-0"
     ssd.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(ssd)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(ssd)], check=True)
+    filler = ssd / "filler"
+    filler.write_bytes(b"\0" * (6 * MiB))
     ufs = tmp_path / "ufs"
     (ufs / "ssdfull").mkdir(parents=True)
     objs = {f"k{i}": os.urandom(MiB) for i in range(12)}
@@ -335,18 +343,29 @@ def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
         c.start()
         import asyncio
 
-        async def read_all() -> None:
+        async def read_all(keys: list[str], passes: int = 2) -> None:
             async with connect(c.master) as pc:
-                for _ in range(2):
-                    for k, v in objs.items():
-                        assert await pc.get("ssdfull", k) == v
+                for _ in range(passes):
+                    for k in keys:
+                        assert await pc.get("ssdfull", k) == objs[k]
 
-        asyncio.run(read_all())
+        asyncio.run(read_all(list(objs)))
         w = c.workers[0]
         assert w.proc is not None and w.proc.poll() is None
         from cluster import metric_sum
 
-        assert metric_sum(w.url, "pipecache_worker_store_events_total", event="ssd_write_errors") > 0
+        failed = metric_sum(w.url, "pipecache_worker_store_events_total", event="ssd_write_errors")
+        assert failed >= 10, failed  # nearly every demotion of 24 block reads
+        logged = [line for line in capfd.readouterr().err.splitlines() if "SSD tier" in line]
+        assert len(logged) == 1, logged
+        assert "ERROR" in logged[0] and "cannot write blocks" in logged[0], logged
+        assert "No space left on device" in logged[0] and str(ssd) in logged[0], logged
+        # Room again (6 MiB, for 4 MiB of new blocks): demotions work, the worker says so once.
+        filler.unlink()
+        asyncio.run(read_all(["k0", "k1", "k2", "k3"], passes=1))
+        logged = [line for line in capfd.readouterr().err.splitlines() if "SSD tier" in line]
+        assert len(logged) == 1 and "writes work again after" in logged[0], logged
+        assert w.proc.poll() is None
     finally:
         c.stop()
         subprocess.run(["umount", "-l", str(ssd)], check=False)
