@@ -86,12 +86,36 @@ _S3_OPTIONS = [
         help="Seconds a request's headers may take to arrive; slower clients are closed.",
     ),
     click.option(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        show_default=True,
+        envvar="PIPECACHE_BODY_TIMEOUT",
+        help="Seconds a request body may go without a byte; slower uploads get RequestTimeout.",
+    ),
+    click.option(
         "--max-connections",
         type=int,
         default=512,
         show_default=True,
         envvar="PIPECACHE_MAX_CONNECTIONS",
         help="Most client connections open at once; more get 503 SlowDown (raise with ulimit -n).",
+    ),
+    click.option(
+        "--ufs-write-timeout",
+        type=float,
+        default=15.0,
+        show_default=True,
+        envvar="PIPECACHE_UFS_WRITE_TIMEOUT",
+        help="Seconds a write to the under-store may go without a byte before it is tried again.",
+    ),
+    click.option(
+        "--ufs-write-attempts",
+        type=int,
+        default=3,
+        show_default=True,
+        envvar="PIPECACHE_UFS_WRITE_ATTEMPTS",
+        help="Attempts per under-store write before it fails (503 ServiceUnavailable).",
     ),
 ]
 
@@ -347,7 +371,10 @@ def gateway(
     tenants_file: str | None,
     domains: tuple[str, ...],
     header_timeout: float,
+    body_timeout: float,
     max_connections: int,
+    ufs_write_timeout: float,
+    ufs_write_attempts: int,
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -365,7 +392,10 @@ def gateway(
         tenants_file=tenants_file,
         domains=domains,
         header_timeout=header_timeout,
+        body_timeout=body_timeout,
         max_connections=max_connections,
+        ufs_write_timeout=ufs_write_timeout,
+        ufs_write_attempts=ufs_write_attempts,
     )
     _check_or_fail(s.validate)
     if check_config:

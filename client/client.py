@@ -34,7 +34,7 @@ from . import protocol as p
 from .holds import HoldsApi
 from .jobs import Job
 from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
-from .ufs import UnderStore, open_understore
+from .ufs import UnderStore, UnderStoreTimeouts, open_understore
 from .ufs.base import PartsPage, UploadsPage, VersionsPage
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,9 @@ class ClientOptions:
     """The cluster token sent to the master and workers (default: $PIPECACHE_CLUSTER_TOKEN)."""
     ufs: str | None = None
     """Under-store URI for writes (None: the master's, read from its config on first write)."""
+    ufs_timeouts: UnderStoreTimeouts | None = None
+    """How long the client's own under-store calls (writes) may go without a byte, and how
+    often they are tried (None: ``UnderStoreTimeouts()``'s defaults)."""
 
 
 Chunks = list[bytes | memoryview]
@@ -417,7 +420,7 @@ class Client(HoldsApi):
                     uri = self.options.ufs
                     if uri is None:
                         uri = (await self.config(timeout=timeout)).ufs
-                    self._ufs = open_understore(uri)
+                    self._ufs = open_understore(uri, self.options.ufs_timeouts)
         return self._ufs
 
     async def config(self, *, timeout: float | None = None) -> p.ConfigReply:

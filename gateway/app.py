@@ -86,10 +86,12 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     """Request ids, S3 errors for every failure, and the request counter."""
     request[REQUEST_ID] = _request_id()
     request[OP] = "unknown"
+    stalled = False
     try:
         resp = await handler(request)
     except s3e.S3Error as err:
         resp = error_response(err, request)
+        stalled = isinstance(err, s3e.RequestTimeout)
     except CacheError as err:
         resp = error_response(s3e.from_cache_error(err), request)
     except web.HTTPException:
@@ -104,11 +106,27 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
             # Refused before its body was read (too large, unauthorised...): the rest of
             # the body is still coming, so this connection cannot carry another request.
             resp.force_close()
+    if stalled:
+        await _answer_and_close(request, resp)
     metrics = request.app[METRICS]
     metrics.requests.labels(request[OP], str(resp.status)).inc()
     if request[OP] == "get_object" and resp.status in (200, 206):
         metrics.sent.inc(resp.body_length)
     return resp
+
+
+async def _answer_and_close(request: web.Request, resp: web.StreamResponse) -> None:
+    """Send ``resp`` now, then close the connection without waiting for the rest of the body.
+
+    aiohttp would otherwise linger (read and drop the unread body, up to 10 s)
+    before closing: pointless for a client whose body has stopped coming. The
+    transport's close sends what is buffered first.
+    """
+    resp.force_close()
+    with contextlib.suppress(ConnectionError):
+        await resp.prepare(request)
+        await resp.write_eof()
+    request.protocol.force_close()
 
 
 def authenticate(request: web.Request, target: str) -> tuple[sigv4.AuthResult | None, Tenant]:
@@ -326,14 +344,23 @@ def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web
     app[SETTINGS] = dataclasses.replace(settings, domains=domains)
     app[TENANTS] = tenants = settings.tenants()
     app[METRICS] = metrics = GatewayMetrics()
+    app[writes.BODY_TIMEOUT] = settings.body_timeout
     for t in tenants.tenants:
         if t.cache_quota is not None:
             metrics.quota.labels(t.name).set(t.cache_quota)
     log.info("%d tenant(s), %d public-read bucket(s)", len(tenants.tenants), len(tenants.public_read))
+    if settings.ufs_write_outlasts_sdks():
+        log.warning(
+            "a write to a silent under-store may take %.0f s to fail (--ufs-write-timeout x "
+            "--ufs-write-attempts): S3 SDKs give up after 60 s by default and retry meanwhile",
+            settings.ufs_timeouts().silent_for(),
+        )
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         # Metadata is not reused until the master's consistency mode is known.
-        opts = ClientOptions(read_ahead=settings.read_ahead, metadata_ttl=0)
+        opts = ClientOptions(
+            read_ahead=settings.read_ahead, metadata_ttl=0, ufs_timeouts=settings.ufs_timeouts()
+        )
         async with connect(settings.master, opts) as client:
             client.local = local
             app[CLIENT] = client

@@ -22,6 +22,7 @@ from aiohttp import web
 from ..client.client import Client
 from ..tiering import errors as cache
 from . import chunked
+from .idle import DEFAULT_BODY_TIMEOUT, idle_bounded
 from .s3 import errors as s3e
 from .s3 import requests as s3r
 from .s3 import sigv4
@@ -36,6 +37,8 @@ MAX_METADATA = 2048
 META_PREFIX = "x-amz-meta-"
 DELETE_CONCURRENCY = 16
 """Keys of one DeleteObjects deleted at once."""
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+"""Seconds a request body may go without a byte (the gateway's ``--body-timeout``)."""
 
 
 class BucketNotEmpty(s3e.S3Error):
@@ -98,7 +101,8 @@ class UploadBody:
 
     The constructor checks the headers (lengths, limits, payload mode); the
     iterator decodes and verifies as it goes and runs the final checks before
-    it ends. ``length`` is the payload's size; ``checksums`` holds the
+    it ends; a client that sends nothing for ``BODY_TIMEOUT`` seconds gets
+    RequestTimeout. ``length`` is the payload's size; ``checksums`` holds the
     verified ``x-amz-checksum-*`` values once the body has been read.
     """
 
@@ -136,7 +140,8 @@ class UploadBody:
 
     async def iter(self) -> AsyncIterator[bytes]:
         decoder, checks = self._decoder, self._checks
-        async for data in self._request.content.iter_any():
+        timeout = self._request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
+        async for data in idle_bounded(self._request.content.readany, timeout):
             pieces = decoder.feed(data) if decoder is not None else [data]
             for piece in pieces:
                 checks.update(piece)

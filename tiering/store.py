@@ -48,6 +48,7 @@ left, neither tier's ``usage`` ever exceeds its budget.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -62,6 +63,9 @@ from .memory import MemoryTier
 from .pins import PinAwarePolicy, PinSet
 from .quotas import UNCHARGED, QuotaLedger
 from .ssd import SsdHandle, SsdTier, file_size, open_block, read_block, unlink_quietly
+from .writefaults import WriteFaults
+
+log = logging.getLogger(__name__)
 
 Tier = Literal["memory", "ssd"]
 
@@ -73,7 +77,7 @@ COUNTERS = (
     "demotions",  # memory -> SSD (including free ones, when a copy existed)
     "evictions",  # blocks that left the node for lack of room
     "ssd_copy_drops",  # redundant SSD copies dropped to make room
-    "ssd_write_errors",  # demotions that failed on I/O (the block was evicted)
+    "ssd_write_errors",  # SSD writes that failed on I/O (the block was evicted or served uncached)
     "missing_dropped",  # indexed SSD files found gone
     "removed",  # blocks removed on request
     "refused_pinned",  # puts not admitted: everything evictable was pinned
@@ -181,6 +185,7 @@ class TieredStore:
         self._added: set[BlockId] = set()
         self._removed: set[BlockId] = set()
         self._stats: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
+        self._ssd_faults = WriteFaults()  # guarded by _writer, as every SSD write is
         self._closed = False
 
     # -- fast, no I/O ------------------------------------------------------------
@@ -546,9 +551,10 @@ class TieredStore:
                     self._stats["refused_pinned"] += 1
                     raise NoCapacity(f"no room for block {block_id}: the SSD tier is pinned")
             unlink_quietly(plan.unlink)
-            try:
-                ssd.write_file(block_id, data)
-            except OSError as exc:
+            exc = self._write_ssd(ssd, block_id, data)
+            if exc is not None:
+                with self._lock:
+                    self._stats["ssd_write_errors"] += 1
                 raise NoCapacity(f"cannot write block {block_id} to SSD: {exc}") from exc
             with self._lock:
                 ssd.add(block_id, len(data))
@@ -718,12 +724,28 @@ class TieredStore:
         unlink_quietly(plan.unlink)
         for block_id, data in plan.demote:
             assert self._ssd is not None
-            try:
-                self._ssd.write_file(block_id, data)
-            except OSError:
-                plan.failed.append(block_id)
-            else:
+            if self._write_ssd(self._ssd, block_id, data) is None:
                 plan.written.append(block_id)
+            else:
+                plan.failed.append(block_id)
+
+    def _write_ssd(self, ssd: SsdTier, block_id: BlockId, data: bytes) -> OSError | None:
+        """Write one block file (``_writer`` held); the error, logged once per run of failures."""
+        try:
+            ssd.write_file(block_id, data)
+        except OSError as exc:
+            if self._ssd_faults.failed():
+                log.error(
+                    "SSD tier %s: cannot write blocks (%s); blocks that leave memory are "
+                    "evicted instead and served from the under-store, counted as "
+                    "ssd_write_errors, until writes work again",
+                    ssd.root, exc,
+                )  # fmt: skip
+            return exc
+        run = self._ssd_faults.succeeded()
+        if run:
+            log.warning("SSD tier %s: writes work again after %d failed", ssd.root, run)
+        return None
 
     def _commit(self, plan: _Plan) -> None:
         """Move the plan's victims out of memory; lock held."""

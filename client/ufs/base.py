@@ -108,6 +108,12 @@ def uploads_page(
     )
 
 
+WRITE_MIN_RATE = 1024 * 1024
+"""Bytes per second an under-store write body is allowed to crawl at before its deadline
+(see ``UnderStoreTimeouts.write_deadline``): far below any healthy link, so only a stall
+(or a link too slow to be of use) meets it."""
+
+
 @dataclass(frozen=True, slots=True)
 class UnderStoreTimeouts:
     """How long a remote under-store may take, and how often a failed read is tried.
@@ -123,6 +129,24 @@ class UnderStoreTimeouts:
     """Seconds without a byte before a request is abandoned (and retried)."""
     attempts: int = 3
     """Attempts per request, the first included; retries back off (0.1 s doubling, jittered)."""
+
+    def silent_for(self) -> float:
+        """Most seconds a request to a silent under-store can wait before it fails: every
+        attempt waits ``read`` for a byte, and botocore's standard retries back off up to
+        ``min(2**i, 20)`` s before attempt i+1 (i from 0)."""
+        pauses = sum(min(2.0**i, 20.0) for i in range(self.attempts - 1))
+        return self.attempts * self.read + pauses
+
+    def write_deadline(self, size: int) -> float:
+        """Seconds a write carrying a body of ``size`` bytes (PutObject, UploadPart) may take
+        in all, retries included: ``silent_for()`` plus the body sent at ``WRITE_MIN_RATE``.
+
+        Such writes need a deadline of their own: botocore's read timeout does not
+        end them when the under-store accepts the request and never answers
+        (aiobotocore waits on, seen with aiohttp 3.14), while calls without a body
+        do time out.
+        """
+        return self.silent_for() + size / WRITE_MIN_RATE
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot work."""

@@ -313,10 +313,23 @@ class S3UnderStore:
             return await self._put_one(bucket, key, first, extra)
         return await self._put_multipart(bucket, key, [first, second], parts, size, extra)
 
+    @contextlib.asynccontextmanager
+    async def _deadline(self, operation: str, size: int) -> AsyncIterator[None]:
+        """Bound a write carrying ``size`` bytes (see ``UnderStoreTimeouts.write_deadline``)."""
+        seconds = self.timeouts.write_deadline(size)
+        try:
+            async with asyncio.timeout(seconds) as deadline:
+                yield
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise UnderStoreError(f"{operation}: no answer from the under-store in {seconds:.0f} s") from None
+
     async def _put_one(self, bucket: str, key: str, data: bytes, extra: dict[str, Any]) -> ObjectInfo:
         s3 = await self._s3()
         with _translated("PutObject", NoSuchBucket):
-            r = await s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+            async with self._deadline("PutObject", len(data)):
+                r = await s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
         return ObjectInfo(bucket, key, len(data), _etag(r["ETag"]), time.time())
 
     async def _put_multipart(
@@ -337,7 +350,10 @@ class S3UnderStore:
 
             async def send(data: bytes) -> None:
                 n = len(done) + 1
-                r = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=data)
+                async with self._deadline("UploadPart", len(data)):
+                    r = await s3.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=data
+                    )
                 done.append({"PartNumber": n, "ETag": r["ETag"]})
 
             for data in head:
@@ -436,14 +452,15 @@ class S3UnderStore:
             _check_size(length, size)
             spool.seek(0)
             with _translated("UploadPart", NoSuchUpload):
-                r = await s3.upload_part(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=part_number,
-                    Body=spool,
-                    ContentLength=length,
-                )
+                async with self._deadline("UploadPart", length):
+                    r = await s3.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=part_number,
+                        Body=spool,
+                        ContentLength=length,
+                    )
         return _etag(r["ETag"])
 
     async def complete_upload(

@@ -214,6 +214,15 @@ class BadDigest(S3Error):
     default_message = "The Content-MD5 you specified did not match what we received."
 
 
+class RequestTimeout(S3Error):
+    code = "RequestTimeout"
+    status = 400
+    default_message = (
+        "Your socket connection to the server was not read from or written to within the "
+        "timeout period. Idle connections will be closed."
+    )
+
+
 class EntityTooLarge(S3Error):
     code = "EntityTooLarge"
     status = 400

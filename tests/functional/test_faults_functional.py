@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cluster import FAST_TEST_MASTER_ARGS, PcCluster, Worker, free_port, make_bucket
 from pipecache.client import ClientOptions, connect
+from pipecache.client.ufs import UnderStoreTimeouts
 from pipecache.tiering.ssd import BLOCK_SUFFIX, HEADER_SIZE
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -234,14 +235,104 @@ def test_understore_throttling_is_passed_on_as_slow_down(s3, gwc, fc, ufs_proxy)
     assert digest(gwc.get_object(Bucket=BUCKET, Key="throttled/obj")["Body"].read()) == digest(body)
 
 
+UFS_WRITE_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def write_gw(fc: tuple[PcCluster, FaultProxy]):  # type: ignore[no-untyped-def]
+    """A boto3 client of a gateway that gives up on a silent under-store write after 1 s, twice."""
+    import boto3
+    from botocore.config import Config
+    from cluster import ACCESS_KEY, SECRET_KEY
+
+    url, proc = fc[0].extra_gateway(
+        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+        "--ufs-write-timeout", str(UFS_WRITE_TIMEOUT), "--ufs-write-attempts", "2",
+    )  # fmt: skip
+    try:
+        yield boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+        )  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _quick_503(call, *args, **kw) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until ``call`` failed with 503 ServiceUnavailable (it must fail so)."""
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        call(*args, **kw)
+    elapsed = time.monotonic() - t0
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+    assert err.value.response["Error"]["Code"] == "ServiceUnavailable", err.value.response
+    return elapsed
+
+
+def test_writes_to_a_silent_understore_fail_quickly_and_never_land(s3, write_gw, ufs_proxy) -> None:  # type: ignore[no-untyped-def]
+    make_bucket(s3, BUCKET)
+    body = os.urandom(300_000)
+    upload = write_gw.create_multipart_upload(Bucket=BUCKET, Key="wstall/mp")["UploadId"]
+    ufs_proxy.set("stall")  # connections accepted, requests swallowed, nothing answered
+    stalls = ufs_proxy.stalls
+    # Two silent attempts of 1 s, botocore's backoff between them, the body at 1 MiB/s: then 503.
+    deadline = UnderStoreTimeouts(read=UFS_WRITE_TIMEOUT, attempts=2).write_deadline(len(body))
+    bound = deadline + 4  # scheduling slack on a busy machine
+    for elapsed in (
+        _quick_503(write_gw.put_object, Bucket=BUCKET, Key="wstall/obj", Body=body),
+        _quick_503(
+            write_gw.upload_part, Bucket=BUCKET, Key="wstall/mp", UploadId=upload, PartNumber=1, Body=body
+        ),
+    ):
+        assert deadline <= elapsed < bound, (elapsed, deadline)
+    assert ufs_proxy.stalls - stalls >= 2  # both writes reached the under-store, which said nothing
+    ufs_proxy.set("pass")
+    # Nothing was acknowledged, and nothing landed.
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket=BUCKET, Key="wstall/obj")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert s3.list_parts(Bucket=BUCKET, Key="wstall/mp", UploadId=upload).get("Parts", []) == []
+    # A stalled CompleteMultipartUpload: 503 and no object; the upload can be completed after.
+    etag = write_gw.upload_part(
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, PartNumber=1, Body=body
+    )["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    ufs_proxy.set("stall")
+    elapsed = _quick_503(
+        write_gw.complete_multipart_upload,
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, MultipartUpload=parts,
+    )  # fmt: skip
+    assert elapsed < bound, elapsed
+    ufs_proxy.set("pass")
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=BUCKET, Key="wstall/mp")
+    write_gw.complete_multipart_upload(
+        Bucket=BUCKET, Key="wstall/mp", UploadId=upload, MultipartUpload=parts
+    )
+    assert digest(s3.get_object(Bucket=BUCKET, Key="wstall/mp")["Body"].read()) == digest(body)
+    # And the healed link carries writes again.
+    write_gw.put_object(Bucket=BUCKET, Key="wstall/obj", Body=body)
+    assert digest(s3.get_object(Bucket=BUCKET, Key="wstall/obj")["Body"].read()) == digest(body)
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a small tmpfs needs root"
 )
-def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
-    """The SSD tier's disk fills up (ENOSPC) long before its budget: the worker serves on."""
+def test_full_ssd_keeps_serving(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The SSD tier's disk fills up (ENOSPC) long before its budget: the worker serves on.
+
+    An 8 MiB tmpfs, 6 MiB of it taken by another file, under a 64 MiB SSD budget:
+    once a block or two is demoted, every SSD write fails. Reads stay right (from
+    memory and the under-store), the worker lives, the failure is counted and
+    logged once, and a second log line says when writes work again.
+    """
     ssd = tmp_path / "worker-0"
     ssd.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(ssd)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(ssd)], check=True)
+    filler = ssd / "filler"
+    filler.write_bytes(b"\0" * (6 * MiB))
     ufs = tmp_path / "ufs"
     (ufs / "ssdfull").mkdir(parents=True)
     objs = {f"k{i}": os.urandom(MiB) for i in range(12)}
@@ -252,18 +343,29 @@ def test_full_ssd_keeps_serving(tmp_path: Path) -> None:
         c.start()
         import asyncio
 
-        async def read_all() -> None:
+        async def read_all(keys: list[str], passes: int = 2) -> None:
             async with connect(c.master) as pc:
-                for _ in range(2):
-                    for k, v in objs.items():
-                        assert await pc.get("ssdfull", k) == v
+                for _ in range(passes):
+                    for k in keys:
+                        assert await pc.get("ssdfull", k) == objs[k]
 
-        asyncio.run(read_all())
+        asyncio.run(read_all(list(objs)))
         w = c.workers[0]
         assert w.proc is not None and w.proc.poll() is None
         from cluster import metric_sum
 
-        assert metric_sum(w.url, "pipecache_worker_store_events_total", event="ssd_write_errors") > 0
+        failed = metric_sum(w.url, "pipecache_worker_store_events_total", event="ssd_write_errors")
+        assert failed >= 10, failed  # nearly every demotion of 24 block reads
+        logged = [line for line in capfd.readouterr().err.splitlines() if "SSD tier" in line]
+        assert len(logged) == 1, logged
+        assert "ERROR" in logged[0] and "cannot write blocks" in logged[0], logged
+        assert "No space left on device" in logged[0] and str(ssd) in logged[0], logged
+        # Room again (6 MiB, for 4 MiB of new blocks): demotions work, the worker says so once.
+        filler.unlink()
+        asyncio.run(read_all(["k0", "k1", "k2", "k3"], passes=1))
+        logged = [line for line in capfd.readouterr().err.splitlines() if "SSD tier" in line]
+        assert len(logged) == 1 and "writes work again after" in logged[0], logged
+        assert w.proc.poll() is None
     finally:
         c.stop()
         subprocess.run(["umount", "-l", str(ssd)], check=False)

@@ -363,6 +363,47 @@ def test_failed_demotion_write_evicts_instead(
     _check_invariants(s, tmp_path)
 
 
+def test_ssd_write_failures_are_logged_once_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = _store(tmp_path)
+    for b in IDS[:3]:
+        s.put(b, _data(b))
+    real = SsdTier.write_file
+
+    def full(t: SsdTier, b: str, d: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SsdTier, "write_file", full)
+    with caplog.at_level("WARNING", logger="pipecache.tiering.store"):
+        for b in IDS[3:7]:
+            s.put(b, _data(b))
+        assert s.stats()["ssd_write_errors"] == 4
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, [r.getMessage() for r in caplog.records]
+        assert "No space left on device" in errors[0].getMessage()
+        assert str(tmp_path) in errors[0].getMessage()
+        monkeypatch.setattr(SsdTier, "write_file", real)
+        s.put(IDS[7], _data(IDS[7]))  # demotes one block: the disk works again
+        s.put(IDS[8], _data(IDS[8]))
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        f"SSD tier {tmp_path / 'ssd'}: writes work again after 4 failed"
+    ]
+    _check_invariants(s, tmp_path)
+
+
+def test_failed_straight_to_ssd_write_is_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _store(tmp_path, mem_blocks=1)
+
+    def full(t: SsdTier, b: str, d: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SsdTier, "write_file", full)
+    with pytest.raises(NoCapacity, match="No space left"):
+        s.put(IDS[0], _data(IDS[0], 2 * N))  # larger than memory: straight to SSD
+    assert s.stats()["ssd_write_errors"] == 1 and s.block_ids() == []
+
+
 @pytest.mark.parametrize(
     "kw",
     [
