@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -14,11 +15,12 @@ from .. import __version__
 from .sizes import SIZE
 
 MASTER_ENV = "PIPECACHE_MASTER"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _run_service(coro_factory: Any, *, uvloop: bool = True) -> None:
@@ -359,6 +361,14 @@ def worker(
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="PIPECACHE_GATEWAY_HOST")
 @click.option("--port", default=8080, show_default=True, envvar="PIPECACHE_GATEWAY_PORT")
 @_s3_options
+@click.option(
+    "--processes",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    envvar="PIPECACHE_GATEWAY_PROCESSES",
+    help="Gateway processes serving the port (0: one per CPU); more than one use more cores.",
+)
 @click.option("--check-config", is_flag=True, help="Validate the settings and exit.")
 def gateway(
     master_url: str,
@@ -375,6 +385,7 @@ def gateway(
     max_connections: int,
     ufs_write_timeout: float,
     ufs_write_attempts: int,
+    processes: int,
     check_config: bool,
 ) -> None:
     """Run the S3-compatible gateway."""
@@ -401,6 +412,11 @@ def gateway(
     if check_config:
         click.echo("gateway settings ok")
         return
+    processes = processes or os.cpu_count() or 1
+    if processes > 1:
+        from .gateway_procs import run_gateway_processes
+
+        sys.exit(run_gateway_processes(s, processes))
     _run_service(lambda: serve(make_app(s), host, port, name="gateway", limits=s.limits()))
 
 

@@ -163,10 +163,10 @@ class GuardedServer:
         assert server is not None, "call runner.setup() first"
         return _Guarded(server(), self.limits, self.counts)
 
-    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+    async def start(self, host: str, port: int, *, backlog: int = 1024, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._protocol, host, port, reuse_address=True, backlog=backlog
+            self._protocol, host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=backlog
         )
 
     async def stop(self) -> None:

@@ -146,6 +146,8 @@ class Site:
     name: str
     limits: ConnectionLimits | None = None
     """Guards of its connections (``connguard``; None: the default header deadline, no cap)."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, beside other processes serving the same port."""
 
 
 async def serve(
@@ -155,11 +157,12 @@ async def serve(
     await serve_all([Site(app, host, port, name, limits)])
 
 
-async def serve_all(sites: Sequence[Site]) -> None:
+async def serve_all(sites: Sequence[Site], ready: Callable[[], None] | None = None) -> None:
     """Run several apps in this process, started in order and cleaned up in reverse.
 
     Every connection is guarded (``connguard``): a request head must arrive within
     ``limits.header_timeout``, and at most ``limits.max_connections`` are open at once.
+    ``ready`` is called once every site listens.
     """
     runners: list[web.AppRunner] = []
     listeners: list[GuardedServer] = []
@@ -171,7 +174,7 @@ async def serve_all(sites: Sequence[Site]) -> None:
             runners.append(runner)
             await runner.setup()
             listener = GuardedServer(runner, s.limits or ConnectionLimits())
-            await listener.start(s.host, s.port)
+            await listener.start(s.host, s.port, reuse_port=s.reuse_port)
             listeners.append(listener)
             log.info("%s listening on http://%s:%d", s.name, s.host, s.port)
             if s.name in ("master", "worker") and cluster_token() is None and not _loopback(s.host):
@@ -189,6 +192,8 @@ async def serve_all(sites: Sequence[Site]) -> None:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
+        if ready is not None:
+            ready()
         await stop.wait()
     finally:
         for listener in reversed(listeners):

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..client import CacheError, ClientOptions, connect
 from ..client.client import Client, LocalBlocks
@@ -34,6 +35,9 @@ from .tenants import FULL_ACCESS, Tenant, Tenants
 
 log = logging.getLogger(__name__)
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's switch to multiprocess mode (read when it is first imported)."""
+
 CLIENT = web.AppKey("client", Client)
 SETTINGS = web.AppKey("settings", GatewaySettings)
 TENANTS = web.AppKey("tenants", Tenants)
@@ -43,10 +47,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class GatewayMetrics:
-    """Counters of one gateway app (its own registry: several apps may share a process)."""
+    """Counters of one gateway app (its own registry: several apps may share a process).
+
+    Under ``pipecache gateway --processes N`` (prometheus_client's multiprocess mode:
+    ``PROMETHEUS_MULTIPROC_DIR`` set), every process writes its values to files in
+    that folder and ``/metrics`` answers the sum over all of them, whichever process
+    takes the scrape.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.exposed = self.registry
+        """What /metrics serves."""
+        multiproc_dir = os.environ.get(MULTIPROC_ENV)
+        if multiproc_dir:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, multiproc_dir)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "pipecache_gateway_requests", "S3 requests answered", ["op", "status"], registry=self.registry
         )
@@ -59,6 +75,7 @@ class GatewayMetrics:
             "Cluster-wide cache quota of each tenant (from the tenants file; workers enforce their shares)",
             ["tenant"],
             registry=self.registry,
+            multiprocess_mode="max",  # every process reads the same file: one value, not N
         )
 
 
@@ -387,7 +404,7 @@ async def _route(request: web.Request) -> web.StreamResponse:
         if request.path == "/health" and request.method == "GET":
             return await health_handler(request)
         if request.path == "/metrics" and request.method == "GET":
-            return await metrics_handler(request.app[METRICS].registry)(request)
+            return await metrics_handler(request.app[METRICS].exposed)(request)
     return await dispatch(request)
 
 
