@@ -74,19 +74,19 @@ def gateway_child(settings: GatewaySettings, log_level: int, parent: int, ready:
     _die_with_parent(parent)
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     install_uvloop()
-    app = make_app(settings)
-    site = Site(app, settings.host, settings.port, "gateway", settings.limits(), reuse_port=True)
 
     def say_ready() -> None:
         ready.send_bytes(READY)
         ready.close()
 
     try:
+        app = make_app(settings)
+        site = Site(app, settings.host, settings.port, "gateway", settings.limits(), reuse_port=True)
         asyncio.run(serve_all([site], ready=say_ready))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        # Start-up failures (a port taken since the check...): one line, no traceback.
+    except (OSError, ValueError) as exc:
+        # Start-up failures (a port taken since the check, settings refused): one line, no traceback.
         print(f"pipecache gateway: {exc}", file=sys.stderr)
         sys.exit(1)
 

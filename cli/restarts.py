@@ -82,7 +82,7 @@ def decide(policy: RestartPolicy, history: SlotHistory, end: Ended) -> tuple[Slo
     """The slot's new history and what to do about ``end``."""
     if not end.ready:
         if not history.ever_ready:
-            return history, GiveUp(f"it failed to start ({describe(end.exitcode)})")
+            return history, GiveUp("it failed to start")
         history = replace(history, boot_failures=history.boot_failures + 1)
         if history.boot_failures >= policy.max_boot_failures:
             return history, GiveUp(f"it failed to start {history.boot_failures} times in a row")

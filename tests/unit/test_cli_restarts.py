@@ -11,7 +11,7 @@ SERVED = SlotHistory(ever_ready=True, crashes=1)
 
 def test_a_slot_that_never_served_gives_up_at_once() -> None:
     history, decision = decide(POLICY, SlotHistory(), Ended(ready=False, uptime=0.8, exitcode=1))
-    assert decision == GiveUp("it failed to start (exit code 1)")
+    assert decision == GiveUp("it failed to start")
     assert history == SlotHistory()
 
 
