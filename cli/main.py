@@ -451,6 +451,13 @@ def gateway(
     help="Under-store consistency: immutable, ttl=SECONDS or always.",
 )
 @click.option("--tenants", "tenants_file", default=None, help="Tenants YAML file (replaces the key pair).")
+@click.option(
+    "--gateway-processes",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Gateway processes (gateway --processes; 0: one per CPU).",
+)
 def up(**kw: Any) -> None:
     """Run a whole cluster on this machine: master, workers and gateway on 127.0.0.1."""
     from .up import run_up

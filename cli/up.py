@@ -110,6 +110,7 @@ def run_up(
     secret_key: str,
     consistency: str = "ttl=60",
     tenants_file: str | None = None,
+    gateway_processes: int = 1,
 ) -> int:
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,8 @@ def run_up(
             HOST,
             "--port",
             str(gateway_port),
+            "--processes",
+            str(gateway_processes),
             *(["--tenants", str(Path(tenants_file).resolve())] if tenants_file else []),
             env={"PIPECACHE_ACCESS_KEY": access_key, "PIPECACHE_SECRET_KEY": secret_key},
         )

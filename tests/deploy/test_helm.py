@@ -557,6 +557,11 @@ def test_gateway_service_and_autoscaler(render: Render) -> None:
         assert not hpas and wl["spec"]["replicas"] == render.value("gateway.replicas", 2)
 
 
+def test_gateway_processes_flag(render: Render) -> None:
+    gateway = _container(render.workload("gateway"))
+    assert _flag(gateway, "processes") == str(render.value("gateway.processes", 1))
+
+
 def test_credentials_secret_or_existing_secret(render: Render) -> None:
     existing = render.value("credentials.existingSecret", "")
     secrets = render.kinds("Secret")

@@ -36,6 +36,19 @@ def _read_banner(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     raise AssertionError("no banner")
 
 
+def _listeners(parent: psutil.Process, port: int, want: int = 2, timeout: float = 30) -> int:
+    """How many of ``parent``'s children listen on ``port``, once ``want`` do (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = sum(
+            any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in child.net_connections("tcp"))
+            for child in parent.children()
+        )
+        if n == want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
 def test_up_serves_the_aws_cli_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     proc = _start_up(tmp_path, port, "--memory", "32MiB", "--ssd", "64MiB")
@@ -100,11 +113,13 @@ def test_up_passes_tenants_and_consistency_through(tmp_path: Path) -> None:
     proc = _start_up(
         tmp_path, port,
         "--memory", "32MiB", "--ssd", "0", "--workers", "1",
-        "--tenants", str(tenants), "--consistency", "always",
+        "--tenants", str(tenants), "--consistency", "always", "--gateway-processes", "2",
     )  # fmt: skip
     try:
         banner = _read_banner(proc)
         assert "consistency always" in banner and f"tenants: {tenants}" in banner
+        gateway = next(c for c in psutil.Process(proc.pid).children() if "gateway" in c.cmdline())
+        assert _listeners(gateway, port) == 2
 
         def s3(access: str, secret: str):  # type: ignore[no-untyped-def]
             return boto3.client(
