@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -131,6 +134,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    """Requests completed in the run."""
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -182,7 +187,59 @@ end
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errs += sum(int(x) for x in m.groups())
-    return WrkResult(rps, p50, p99, errs)
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, p50, p99, errs, done)
+
+
+def tree_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) used so far by ``pids`` and all their descendants."""
+    total, seen = 0.0, set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += t.user + t.system
+    return total
+
+
+def wrk_cpu(
+    base: str, paths_file: Path, connections: int, seconds: int, front: Sequence[int], path: Sequence[int]
+) -> dict[str, float]:
+    """``wrk`` plus the CPU seconds its servers used meanwhile: ``front`` (the processes wrk
+    talks to) and ``path`` (every process a request goes through, front included), each with
+    its descendants. ``*_rps_per_core``: requests per CPU-second of that server time."""
+    f0, p0 = tree_cpu(front), tree_cpu(path)
+    r = wrk(base, paths_file, connections, seconds)
+    front_s, path_s = tree_cpu(front) - f0, tree_cpu(path) - p0
+    return {
+        **r.__dict__,
+        "front_cpu_s": front_s,
+        "path_cpu_s": path_s,
+        "front_rps_per_core": r.requests / front_s if front_s > 0 else 0.0,
+        "path_rps_per_core": r.requests / path_s if path_s > 0 else 0.0,
+    }
+
+
+def listening_children(pid: int, port: int) -> int:
+    """How many children of ``pid`` listen on ``port`` (a multi-process server's ready count)."""
+    n = 0
+    for child in psutil.Process(pid).children():
+        try:
+            conns = child.net_connections("tcp")
+        except psutil.NoSuchProcess:
+            continue
+        n += any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
+    return n
 
 
 def presigner(endpoint: str):  # type: ignore[no-untyped-def]

@@ -28,15 +28,18 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    ACCESS_KEY,
     RESULTS,
+    SECRET_KEY,
     Nginx,
     PcCluster,
     bench_cluster,
     curl_speed,
     free_port,
+    listening_children,
     need,
     presigner,
-    wrk,
+    wrk_cpu,
 )
 
 MiB = 1024 * 1024
@@ -104,6 +107,41 @@ def _endpoints(c: PcCluster, s3_port: int) -> dict[str, str]:
     return {"gateway": c.gateway, "worker_s3": f"http://127.0.0.1:{s3_port}"}
 
 
+GATEWAY_PROCESSES = 2
+"""Processes of the second gateway (``gateway --processes``), and workers of the second proxy_cache."""
+
+
+def _gateway_processes(c: PcCluster) -> tuple[str, subprocess.Popen[bytes]]:
+    """A second gateway in front of ``c`` with GATEWAY_PROCESSES processes, all of them listening."""
+    url, proc = c.extra_gateway(
+        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--processes", str(GATEWAY_PROCESSES)
+    )
+    c.procs.procs.append(("gateway-processes", proc))  # stopped with the cluster
+    port = int(urlsplit(url).port or 0)
+    deadline = time.monotonic() + 30
+    while listening_children(proc.pid, port) < GATEWAY_PROCESSES:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway processes did not all start")
+        time.sleep(0.1)
+    return url, proc
+
+
+def _proxy_cache(ufs: Path, work: Path, name: str, backend: str, workers: int) -> Nginx:
+    """nginx ``proxy_cache`` in front of ``backend``, with its own cache folder and zone."""
+    return Nginx(
+        ufs,
+        work / name,
+        workers=workers,
+        http_extra=f"proxy_cache_path {work}/{name}-cache levels=1:2 keys_zone={name}:64m max_size=4g "
+        "inactive=1h;",
+        extra=f"location / {{ proxy_pass {backend}; proxy_cache {name}; proxy_cache_valid 200 1h; }}",
+    )
+
+
+def _pid(c: PcCluster, name: str) -> int:
+    return next(p.pid for n, p in c.procs.procs if n == name)
+
+
 def run(seconds: int, small: int) -> dict[str, object]:
     need("nginx", "wrk", "curl")
     out: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
@@ -114,12 +152,8 @@ def run(seconds: int, small: int) -> dict[str, object]:
         make_data(ufs, small)
         nginx = Nginx(ufs, work / "nginx")
         # proxy_cache in front of the static nginx: the same role as pipecache, warmed first.
-        proxy = Nginx(
-            ufs,
-            work / "proxy",
-            http_extra=f"proxy_cache_path {work}/pcache levels=1:2 keys_zone=pc:64m max_size=4g inactive=1h;",
-            extra=f"location / {{ proxy_pass {nginx.url}; proxy_cache pc; proxy_cache_valid 200 1h; }}",
-        )
+        proxy = _proxy_cache(ufs, work, "proxy", nginx.url, 1)
+        proxy2 = _proxy_cache(ufs, work, "proxy2", nginx.url, GATEWAY_PROCESSES)
         ceiling_url, ceiling = _ceiling(ufs)
         keys = [f"small/{i:05d}.bin" for i in range(small)]
         try:
@@ -130,22 +164,34 @@ def run(seconds: int, small: int) -> dict[str, object]:
                 ufs, work / "mem", memory="2GiB", ssd="0", s3_port=s3_port, master_args=TRUST_AN_HOUR
             ).start()
             try:
+                gw2_url, gw2 = _gateway_processes(mem)
                 eps = _endpoints(mem, s3_port)
                 signed = {name: presigner(url) for name, url in eps.items()}
                 big = {name: sign("bench", "big.bin") for name, sign in signed.items()}
                 small_urls = {name: [sign("bench", k) for k in keys] for name, sign in signed.items()}
-                warm([big["gateway"]] + small_urls["gateway"] + small_urls["worker_s3"])
-                warm([f"{proxy.url}/bench/{k}" for k in keys])
+                small_urls["gateway_2p"] = [presigner(gw2_url)("bench", k) for k in keys]
+                warm([big["gateway"], *(u for urls in small_urls.values() for u in urls)])
+                warm([f"{proxy.url}/bench/{k}" for k in keys] + [f"{proxy2.url}/bench/{k}" for k in keys])
                 out["big_memory"] = {f"{name}_Bps": curl_speed(url) for name, url in big.items()}
                 out["big_memory"]["nginx_Bps"] = curl_speed(f"{nginx.url}/bench/big.bin")
                 paths = {name: paths_file(work / f"{name}.txt", urls) for name, urls in small_urls.items()}
                 ng_paths = paths_file(work / "ng_paths.txt", [f"/bench/{k}" for k in keys])
+                # Every server: (URL, its paths, the processes wrk talks to, the rest of a hit's path).
+                cluster = [_pid(mem, "worker-0"), _pid(mem, "master")]
+                servers = {
+                    "gateway": (eps["gateway"], paths["gateway"], [_pid(mem, "gateway")], cluster),
+                    "gateway_2p": (gw2_url, paths["gateway_2p"], [gw2.pid], cluster),
+                    "worker_s3": (eps["worker_s3"], paths["worker_s3"], cluster[:1], cluster[1:]),
+                    "nginx_proxy_cache": (proxy.url, ng_paths, [proxy.proc.pid], [nginx.proc.pid]),
+                    "nginx_proxy_cache_2w": (proxy2.url, ng_paths, [proxy2.proc.pid], [nginx.proc.pid]),
+                    "nginx": (nginx.url, ng_paths, [nginx.proc.pid], []),
+                    "aiohttp_ceiling": (ceiling_url, ng_paths, [ceiling.pid], []),
+                }
                 for conns in (16, 64):
-                    row = {name: wrk(eps[name], paths[name], conns, seconds).__dict__ for name in eps}
-                    row["nginx_proxy_cache"] = wrk(proxy.url, ng_paths, conns, seconds).__dict__
-                    row["nginx"] = wrk(nginx.url, ng_paths, conns, seconds).__dict__
-                    row["aiohttp_ceiling"] = wrk(ceiling_url, ng_paths, conns, seconds).__dict__
-                    out[f"small_c{conns}"] = row
+                    out[f"small_c{conns}"] = {
+                        name: wrk_cpu(url, p, conns, seconds, front, front + rest)
+                        for name, (url, p, front, rest) in servers.items()
+                    }
             finally:
                 mem.stop()
             # ---- SSD tier: a memory tier far smaller than the object
@@ -164,9 +210,32 @@ def run(seconds: int, small: int) -> dict[str, object]:
         finally:
             ceiling.terminate()
             ceiling.wait(10)
+            proxy2.stop()
             proxy.stop()
             nginx.stop()
     return out
+
+
+SMALL = (
+    "gateway",
+    "gateway_2p",
+    "worker_s3",
+    "nginx_proxy_cache",
+    "nginx_proxy_cache_2w",
+    "nginx",
+    "aiohttp_ceiling",
+)
+"""The 64 KiB table's servers, in column order."""
+NAMES = {
+    "gateway": "pipecache gateway, 1 process",
+    "gateway_2p": f"pipecache gateway, {GATEWAY_PROCESSES} processes",
+    "worker_s3": "pipecache worker S3",
+    "nginx_proxy_cache": "nginx proxy_cache, 1 worker",
+    "nginx_proxy_cache_2w": f"nginx proxy_cache, {GATEWAY_PROCESSES} workers",
+    "nginx": "nginx static",
+    "aiohttp_ceiling": "aiohttp ceiling",
+}
+PER_CORE = ("gateway", "gateway_2p", "worker_s3", "nginx_proxy_cache", "nginx_proxy_cache_2w")
 
 
 def _lat(r: dict[str, float]) -> str:
@@ -174,6 +243,7 @@ def _lat(r: dict[str, float]) -> str:
 
 
 def report(res: dict[str, Any]) -> str:
+    procs = GATEWAY_PROCESSES
     lines = [
         "# Cache hits: pipecache beside nginx",
         "",
@@ -201,19 +271,40 @@ def report(res: dict[str, Any]) -> str:
         "warm, `tcp_nopush off`, `proxy_cache_valid 200 1h`; pipecache with `--consistency ttl=3600`, "
         "warm):",
         "",
-        "| connections | gateway | worker S3 | nginx proxy_cache | nginx static | aiohttp ceiling "
-        "| gateway / proxy_cache | worker S3 / proxy_cache | ceiling / proxy_cache |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| connections | gateway | gateway, {procs} processes | worker S3 | nginx proxy_cache "
+        f"| nginx proxy_cache, {procs} workers | nginx static | aiohttp ceiling "
+        f"| gateway / proxy_cache | gateway {procs}p / proxy_cache {procs}w | worker S3 / proxy_cache "
+        "| ceiling / proxy_cache |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for conns in (16, 64):
         r = res[f"small_c{conns}"]
-        pc = r["nginx_proxy_cache"]["rps"]
-        cells = " | ".join(
-            f"{r[k]['rps']:.0f} ({_lat(r[k])})"
-            for k in ("gateway", "worker_s3", "nginx_proxy_cache", "nginx", "aiohttp_ceiling")
-        )
-        ratios = " | ".join(f"{r[k]['rps'] / pc:.2f}" for k in ("gateway", "worker_s3", "aiohttp_ceiling"))
-        lines.append(f"| {conns} | {cells} | {ratios} |")
+        pc, pc2 = r["nginx_proxy_cache"]["rps"], r["nginx_proxy_cache_2w"]["rps"]
+        cells = " | ".join(f"{r[k]['rps']:.0f} ({_lat(r[k])})" for k in SMALL)
+        ratios = [r["gateway"]["rps"] / pc, r["gateway_2p"]["rps"] / pc2]
+        ratios += [r[k]["rps"] / pc for k in ("worker_s3", "aiohttp_ceiling")]
+        lines.append(f"| {conns} | {cells} | {' | '.join(f'{x:.2f}' for x in ratios)} |")
+    lines += [
+        "",
+        "Per core: requests per CPU-second of server time (user + system, read with psutil before "
+        "and after each wrk run above, every process and its children). *front*: the processes wrk "
+        "talks to; *path*: every process a hit goes through (for the gateway also the worker and "
+        "the master, for proxy_cache also the static nginx behind it). *cores*: front CPU-seconds "
+        "per second of the run. wrk itself shares the same 2 cores.",
+        "",
+        "| connections | server | requests/s | cores busy (front) | requests per CPU-s, front "
+        "| requests per CPU-s, path |",
+        "|---|---|---|---|---|---|",
+    ]
+    for conns in (16, 64):
+        r = res[f"small_c{conns}"]
+        for k in PER_CORE:
+            x = r[k]
+            cores = x["front_cpu_s"] * x["rps"] / x["requests"] if x["requests"] else 0.0
+            lines.append(
+                f"| {conns} | {NAMES[k]} | {x['rps']:.0f} | {cores:.2f} | {x['front_rps_per_core']:.0f} "
+                f"| {x['path_rps_per_core']:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

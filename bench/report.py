@@ -56,8 +56,10 @@ def hits(res: dict[str, Any]) -> None:
     )
     names = {
         "gateway": "gateway",
+        "gateway_2p": "gateway, 2 processes",
         "worker_s3": "worker S3",
         "nginx_proxy_cache": "nginx proxy_cache",
+        "nginx_proxy_cache_2w": "nginx proxy_cache, 2 workers",
         "nginx": "nginx static",
         "aiohttp_ceiling": "aiohttp ceiling",
     }
