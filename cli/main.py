@@ -412,7 +412,7 @@ def gateway(
     if check_config:
         click.echo("gateway settings ok")
         return
-    processes = processes or os.cpu_count() or 1
+    processes = processes or len(os.sched_getaffinity(0))
     if processes > 1:
         from .gateway_procs import run_gateway_processes
 
