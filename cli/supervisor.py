@@ -86,7 +86,7 @@ class Supervisor:
 
     def _loop(self, ctx: multiprocessing.context.SpawnContext, wakeup: socket.socket) -> int:
         while True:
-            if _STOP.requested:
+            if _STOP.is_set():
                 log.info("stopping %d %s process(es)", len(self._children), self.name)
                 return 0
             now = time.monotonic()
@@ -103,6 +103,8 @@ class Supervisor:
             woken = wait(waiting, timeout)
             if wakeup in woken:
                 wakeup.recv(64)
+            if _STOP.is_set():
+                continue  # children ending now stop with us (Ctrl-C reaches them too): no restart
             for c in list(self._children.values()):
                 self._poll_ready(c)
                 if c.proc.exitcode is not None:
@@ -160,6 +162,9 @@ class Supervisor:
 @dataclass
 class _StopFlag:
     requested: bool = False
+
+    def is_set(self) -> bool:
+        return self.requested
 
 
 _STOP = _StopFlag()

@@ -204,6 +204,14 @@ def test_sigterm_stops_every_process(cluster: PcCluster, gateway2: Gateway) -> N
     assert "stopping 2 gateway process(es)" in gateway2.log.read_text()
 
 
+def test_children_stop_when_the_supervisor_is_killed(cluster: PcCluster, gateway2: Gateway) -> None:
+    children = [psutil.Process(pid) for pid in gateway2.listeners()]
+    gateway2.proc.kill()
+    gateway2.proc.wait(10)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"orphans: {alive}"
+
+
 def test_port_in_use_fails_fast(cluster: PcCluster) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
