@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster  # noqa: E402
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, listening_children  # noqa: E402, F401
 from pipecache.cli.up import free_port  # noqa: E402
 
 
@@ -228,18 +228,6 @@ def wrk_cpu(
         "front_rps_per_core": r.requests / front_s if front_s > 0 else 0.0,
         "path_rps_per_core": r.requests / path_s if path_s > 0 else 0.0,
     }
-
-
-def listening_children(pid: int, port: int) -> int:
-    """How many children of ``pid`` listen on ``port`` (a multi-process server's ready count)."""
-    n = 0
-    for child in psutil.Process(pid).children():
-        try:
-            conns = child.net_connections("tcp")
-        except psutil.NoSuchProcess:
-            continue
-        n += any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
-    return n
 
 
 def presigner(endpoint: str):  # type: ignore[no-untyped-def]

@@ -119,7 +119,7 @@ def _gateway_processes(c: PcCluster) -> tuple[str, subprocess.Popen[bytes]]:
     c.procs.procs.append(("gateway-processes", proc))  # stopped with the cluster
     port = int(urlsplit(url).port or 0)
     deadline = time.monotonic() + 30
-    while listening_children(proc.pid, port) < GATEWAY_PROCESSES:
+    while len(listening_children(proc.pid, port)) < GATEWAY_PROCESSES:
         if time.monotonic() > deadline:
             raise RuntimeError("the gateway processes did not all start")
         time.sleep(0.1)

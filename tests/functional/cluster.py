@@ -37,6 +37,22 @@ def metric_sum(url: str, name: str, **labels: str) -> float:
     return total
 
 
+def listening_children(pid: int, port: int) -> set[int]:
+    """Pids of ``pid``'s children that listen on ``port``, as the kernel sees them (the
+    processes of ``gateway --processes N``)."""
+    import psutil
+
+    pids = set()
+    for child in psutil.Process(pid).children():
+        try:
+            conns = child.net_connections("tcp")
+        except psutil.NoSuchProcess:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+            pids.add(child.pid)
+    return pids
+
+
 @dataclass
 class Worker:
     index: int

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from botocore.config import Config
-from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, make_bucket
+from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, listening_children, make_bucket
 from pipecache.cli.up import free_port, wait_healthy
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,15 +37,7 @@ class Gateway:
 
     def listeners(self) -> set[int]:
         """Pids of the supervisor's children that listen on the port (seen by the kernel, not told)."""
-        pids = set()
-        for child in psutil.Process(self.proc.pid).children():
-            try:
-                conns = child.net_connections("tcp")
-            except psutil.NoSuchProcess:
-                continue
-            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns):
-                pids.add(child.pid)
-        return pids
+        return listening_children(self.proc.pid, self.port)
 
     def wait_listeners(self, n: int, exclude: frozenset[int] = frozenset(), timeout: float = 30) -> set[int]:
         deadline = time.monotonic() + timeout

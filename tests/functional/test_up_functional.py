@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cluster import free_port
+from cluster import free_port, listening_children
 
 
 def _start_up(tmp_path: Path, gateway_port: int, *flags: str) -> subprocess.Popen[str]:
@@ -40,10 +40,7 @@ def _listeners(parent: psutil.Process, port: int, want: int = 2, timeout: float 
     """How many of ``parent``'s children listen on ``port``, once ``want`` do (or at the timeout)."""
     deadline = time.monotonic() + timeout
     while True:
-        n = sum(
-            any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in child.net_connections("tcp"))
-            for child in parent.children()
-        )
+        n = len(listening_children(parent.pid, port))
         if n == want or time.monotonic() > deadline:
             return n
         time.sleep(0.1)
