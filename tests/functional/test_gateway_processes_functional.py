@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,9 +199,11 @@ def test_sigterm_stops_every_process(cluster: PcCluster, gateway2: Gateway) -> N
 
 def test_children_stop_when_the_supervisor_is_killed(cluster: PcCluster, gateway2: Gateway) -> None:
     children = [psutil.Process(pid) for pid in gateway2.listeners()]
+    metrics_dir = children[0].environ()["PROMETHEUS_MULTIPROC_DIR"]
     gateway2.proc.kill()
     gateway2.proc.wait(10)
     gone, alive = psutil.wait_procs(children, timeout=15)
+    shutil.rmtree(metrics_dir)  # a killed supervisor cannot remove it
     assert not alive, f"orphans: {alive}"
 
 
