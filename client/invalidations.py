@@ -36,16 +36,25 @@ async def follow_invalidations(
     """
     since, epoch, following, delay = 0, "", False, 0.1
     fallback = mode.reuse_for(local_max)
+    recheck = False
     while True:
+        # After a failed poll, one quick poll (no waiting) before calling the feed lost:
+        # a pooled connection the master closed as idle just as it was reused fails
+        # once, and the feed's sequence numbers mean nothing is missed in between.
+        poll_wait = 0.0 if recheck else wait
         try:
             reply = await call(
                 client.session,
                 client.master + p.INVALIDATIONS,
                 p.InvalidationsReply,
-                p.InvalidationsRequest(since, epoch, wait),
-                timeout=wait + 10.0,
+                p.InvalidationsRequest(since, epoch, poll_wait),
+                timeout=poll_wait + 10.0,
             )
         except CacheError as exc:  # Unreachable included
+            if following and not recheck:
+                recheck = True
+                continue
+            recheck = False
             if following:
                 log.warning("invalidation feed lost (%s): reusing metadata for %gs only", exc, fallback)
                 client.cap_metadata_ttl(fallback)
@@ -53,7 +62,7 @@ async def follow_invalidations(
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             continue
-        delay = 0.1
+        delay, recheck = 0.1, False
         if reply.reset:
             client.forget_all()
         else:
