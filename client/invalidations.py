@@ -39,8 +39,8 @@ async def follow_invalidations(
     recheck = False
     while True:
         # After a failed poll, one quick poll (no waiting) before calling the feed lost:
-        # a pooled connection the master closed as idle just as it was reused fails
-        # once, and the feed's sequence numbers mean nothing is missed in between.
+        # a poll on a pooled connection the master has just closed fails once, and the
+        # feed's sequence numbers mean nothing is missed in between.
         poll_wait = 0.0 if recheck else wait
         try:
             reply = await call(

@@ -9,7 +9,7 @@ its reuse distance fits in memory: fewer bytes were read in between, from
 any tier, than memory holds, so that it would still be in memory at its next
 read. Every read counts, memory hits included: they are what keeps memory's
 blocks in place, and counting only SSD hits let an epoch over twice memory
-promote (and demote) half its blocks each pass.
+promote (and demote) blocks on every pass.
 """
 
 from __future__ import annotations
