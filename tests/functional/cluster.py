@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,16 @@ class PcCluster:
             raise
         return url, proc
 
+    @contextmanager
+    def running_gateway(self, *args: str) -> Iterator[str]:
+        """``extra_gateway`` for the length of a ``with``: its URL, and it is stopped after."""
+        url, proc = self.extra_gateway(*args)
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
     def start_master(self) -> None:
         """Start the master (again, after ``stop_master``: same port, same flags, same journal)."""
         journal = ("--data-dir", str(self.root / "master")) if self.master_journal else ()
@@ -245,16 +256,18 @@ def gateway_client(cluster: PcCluster, endpoint: str | None = None):  # type: ig
     return s3_client(endpoint or cluster.gateway)
 
 
-def s3_client(url: str):  # type: ignore[no-untyped-def]
-    """A boto3 S3 client pointed at the S3 endpoint ``url`` (test keys, one attempt per call)."""
+def s3_client(url: str, access: str = ACCESS_KEY, secret: str = SECRET_KEY, **config: object):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client pointed at the S3 endpoint ``url`` (test keys unless given, path
+    addressing, one attempt per call); ``config``: botocore ``Config`` fields to change."""
     import boto3
     from botocore.config import Config
 
+    settings: dict[str, object] = {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 1}}
     return boto3.client(
         "s3",
         endpoint_url=url,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=Config(**{**settings, **config}),  # type: ignore[arg-type]
     )

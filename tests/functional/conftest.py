@@ -6,12 +6,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
 from cluster import ACCESS_KEY, SECRET_KEY, PcCluster, gateway_client, running  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
 from pipecache.client.fsspec import PipecacheFileSystem  # noqa: E402
 
 
@@ -19,6 +23,15 @@ from pipecache.client.fsspec import PipecacheFileSystem  # noqa: E402
 def cluster(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcCluster]:
     """Master, two workers (small memory tier, SSD tier) and the gateway, in front of moto."""
     yield from running(PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("cluster")))
+
+
+@pytest.fixture(scope="module")
+def ufs_proxy(moto_server: str) -> Iterator[FaultProxy]:
+    """A TCP proxy in front of moto that can stall or cut connections (``tests/faultproxy.py``)."""
+    u = urlsplit(moto_server)
+    proxy = FaultProxy(u.hostname or "127.0.0.1", u.port or 80).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="session")

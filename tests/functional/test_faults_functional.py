@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -33,14 +32,6 @@ from faultproxy import FaultProxy  # noqa: E402
 MiB = 1024 * 1024
 BUCKET = "faults"
 UFS_READ_TIMEOUT = 1.0
-
-
-@pytest.fixture(scope="module")
-def ufs_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    u = urlsplit(moto_server)
-    proxy = FaultProxy(u.hostname or "127.0.0.1", u.port or 80).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")
@@ -241,23 +232,13 @@ UFS_WRITE_TIMEOUT = 1.0
 @pytest.fixture(scope="module")
 def write_gw(fc: tuple[PcCluster, FaultProxy]):  # type: ignore[no-untyped-def]
     """A boto3 client of a gateway that gives up on a silent under-store write after 1 s, twice."""
-    import boto3
-    from botocore.config import Config
-    from cluster import ACCESS_KEY, SECRET_KEY
+    from cluster import ACCESS_KEY, SECRET_KEY, s3_client
 
-    url, proc = fc[0].extra_gateway(
+    with fc[0].running_gateway(
         "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
         "--ufs-write-timeout", str(UFS_WRITE_TIMEOUT), "--ufs-write-attempts", "2",
-    )  # fmt: skip
-    try:
-        yield boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
-        )  # fmt: skip
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    ) as url:  # fmt: skip
+        yield s3_client(url, retries={"total_max_attempts": 1})
 
 
 def _quick_503(call, *args, **kw) -> float:  # type: ignore[no-untyped-def]

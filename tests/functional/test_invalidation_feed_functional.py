@@ -19,12 +19,10 @@ def two_gateways(
     args = ("--heartbeat-interval", "0.2", "--worker-timeout", "3", "--consistency", "ttl=60")
     c = PcCluster(ufs=moto_server, root=tmp_path_factory.mktemp("feed"), n_workers=1, master_args=args)
     c.start()
-    url, proc = c.extra_gateway("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY)
     try:
-        yield c, url
+        with c.running_gateway("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY) as url:
+            yield c, url
     finally:
-        proc.terminate()
-        proc.wait(10)
         c.stop()
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
-from cluster import PcCluster, Worker, make_bucket, metric_sum
+from cluster import PcCluster, Worker, make_bucket, metric_sum, s3_client
 from pipecache.client import Client, connect
 
 KiB, MiB = 1024, 1024 * 1024
@@ -72,19 +71,8 @@ def qc(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Q
         c.stop()
 
 
-def s3_as(url: str, access: str, secret: str):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
-
 def read_all(url: str, access: str, secret: str, keys: list[str]) -> None:
-    s3 = s3_as(url, access, secret)
+    s3 = s3_client(url, access, secret)
     for k in keys:
         assert len(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()) == 2 * BS
 

@@ -45,16 +45,12 @@ def seeded(ufs) -> None:  # type: ignore[no-untyped-def]
 
 
 def guarded_gateway(cluster: PcCluster, max_connections: int, header_timeout: float) -> Iterator[str]:
-    url, proc = cluster.extra_gateway(
+    with cluster.running_gateway(
         "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
         "--header-timeout", str(header_timeout), "--max-connections", str(max_connections),
         "--body-timeout", str(BODY_TIMEOUT),
-    )  # fmt: skip
-    try:
+    ) as url:  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from cluster import PcCluster, make_bucket, metric_sum
+from cluster import PcCluster, make_bucket, metric_sum, s3_client
 
 TENANTS = """\
 public_read: [tn-open]
@@ -38,12 +38,8 @@ OTHER_KEYS = ["team-ab/secret.bin", "team-b/z.bin", "root.txt", "deep/x/y/1.bin"
 def tenant_gw(cluster: PcCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("tenants") / "tenants.yaml"
     path.write_text(TENANTS)
-    url, proc = cluster.extra_gateway("--tenants", str(path))
-    try:
+    with cluster.running_gateway("--tenants", str(path)) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +57,7 @@ def client(url: str, access: str | None, secret: str = "", **cfg: object):  # ty
     if access is None:
         config = Config(signature_version=UNSIGNED, retries={"max_attempts": 1}, **cfg)  # type: ignore[arg-type]
         return boto3.client("s3", endpoint_url=url, region_name="us-east-1", config=config)
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **cfg),  # type: ignore[arg-type]
-    )
+    return s3_client(url, access, secret, **cfg)
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -33,14 +32,6 @@ in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
-def proxy(moto_server: str) -> Iterator[FaultProxy]:
-    u = urlsplit(moto_server)
-    p = FaultProxy(u.hostname or "127.0.0.1", u.port or 80).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
 def bucket(moto_server: str) -> str:
     import boto3
 
@@ -52,17 +43,17 @@ def bucket(moto_server: str) -> str:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(proxy: FaultProxy) -> AsyncIterator[S3UnderStore]:
-    st = S3UnderStore(proxy.url, timeouts=UnderStoreTimeouts(read=READ, attempts=ATTEMPTS))
+async def store(ufs_proxy: FaultProxy) -> AsyncIterator[S3UnderStore]:
+    st = S3UnderStore(ufs_proxy.url, timeouts=UnderStoreTimeouts(read=READ, attempts=ATTEMPTS))
     yield st
     await st.close()
 
 
 @pytest.fixture(autouse=True)
-def passing(proxy: FaultProxy) -> Iterator[None]:
-    proxy.set("pass")
+def passing(ufs_proxy: FaultProxy) -> Iterator[None]:
+    ufs_proxy.set("pass")
     yield
-    proxy.set("pass")
+    ufs_proxy.set("pass")
 
 
 def counts(p: FaultProxy) -> tuple[int, int, int]:
@@ -72,34 +63,34 @@ def counts(p: FaultProxy) -> tuple[int, int, int]:
 @in_module_loop
 @pytest.mark.parametrize(("mode", "cut_after"), [("stall", 0), ("stall", 300 * 1024), ("cut", 300 * 1024)])
 async def test_one_failed_read_is_retried_to_the_right_bytes(
-    store: S3UnderStore, proxy: FaultProxy, bucket: str, mode: Any, cut_after: int
+    store: S3UnderStore, ufs_proxy: FaultProxy, bucket: str, mode: Any, cut_after: int
 ) -> None:
     """Stalled before the headers, stalled mid-body, or cut mid-body: once, then the link heals."""
     await store.head(bucket, "obj")  # a pooled connection, dropped by the switch below
-    proxy.set(mode, cut_after=cut_after, times=1)
-    accepted, stalls, cuts = counts(proxy)
+    ufs_proxy.set(mode, cut_after=cut_after, times=1)
+    accepted, stalls, cuts = counts(ufs_proxy)
     t0 = time.monotonic()
     got = await store.get_range(bucket, "obj", MiB, MiB)
     assert got == BODY[MiB:]
-    assert proxy.accepted - accepted == 2, "the fault never hit: the test proved nothing"
-    assert (proxy.stalls - stalls, proxy.cuts - cuts) == ((1, 0) if mode == "stall" else (0, 1))
+    assert ufs_proxy.accepted - accepted == 2, "the fault never hit: the test proved nothing"
+    assert (ufs_proxy.stalls - stalls, ufs_proxy.cuts - cuts) == ((1, 0) if mode == "stall" else (0, 1))
     assert time.monotonic() - t0 < READ + 3
 
 
 @in_module_loop
 @pytest.mark.parametrize("cut_after", [0, 300 * 1024], ids=["before-headers", "mid-body"])
 async def test_a_stalled_under_store_fails_within_the_bound(
-    store: S3UnderStore, proxy: FaultProxy, bucket: str, cut_after: int
+    store: S3UnderStore, ufs_proxy: FaultProxy, bucket: str, cut_after: int
 ) -> None:
     await store.head(bucket, "obj")
-    proxy.set("stall", cut_after=cut_after)
-    stalls = proxy.stalls
+    ufs_proxy.set("stall", cut_after=cut_after)
+    stalls = ufs_proxy.stalls
     t0 = time.monotonic()
     with pytest.raises(UnderStoreError):
         await store.get_range(bucket, "obj", 0, MiB)
     elapsed = time.monotonic() - t0
     # Every attempt waited out one read timeout; the backoffs between add a little.
-    assert proxy.stalls - stalls == ATTEMPTS
+    assert ufs_proxy.stalls - stalls == ATTEMPTS
     assert ATTEMPTS * READ <= elapsed < ATTEMPTS * READ + 6, elapsed
-    proxy.set("pass")
+    ufs_proxy.set("pass")
     assert await store.get_range(bucket, "obj", 0, MiB) == BODY[:MiB]

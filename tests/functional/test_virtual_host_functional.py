@@ -23,15 +23,11 @@ def vh_gw(cluster: PcCluster, moto_server: str) -> Iterator[str]:
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     make_bucket(s3, BUCKET)
     s3.put_object(Bucket=BUCKET, Key="dir/a b.txt", Body=b"hello")
-    url, proc = cluster.extra_gateway(
+    with cluster.running_gateway(
         "--domain", "localhost", "--domain", "s3.pipecache.test", "--access-key", ACCESS_KEY,
         "--secret-key", SECRET_KEY,
-    )  # fmt: skip
-    try:
+    ) as url:  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def signed_request(gw: str, host: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
