@@ -8,6 +8,7 @@ attacker-sized input, no unbounded integers).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -82,6 +83,8 @@ def wire_bytes(text: str) -> bytes:
     back to the original bytes. Any other lone surrogate is kept as is
     (``surrogatepass``) so that hostile input cannot raise.
     """
+    if text.isascii():
+        return text.encode("ascii")
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
@@ -96,6 +99,8 @@ def decode_query_component(raw: str) -> bytes:
     decodes them so; signing must read the query the same way the handler does.
     Malformed escapes such as ``%zz`` are kept literally, like browsers do.
     """
+    if "%" not in raw and "+" not in raw:
+        return wire_bytes(raw)  # the common case, and a hot one: nothing to decode
     return unquote_to_bytes(wire_bytes(raw.replace("+", " ")))
 
 
@@ -467,6 +472,7 @@ def _utc(ts: float) -> datetime:
     return _EPOCH + timedelta(seconds=ts)
 
 
+@functools.lru_cache(maxsize=1024)  # every GetObject formats its object's Last-Modified
 def http_date(ts: float) -> str:
     """RFC 9110 IMF-fixdate of an epoch time, whole seconds: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
     dt = _utc(math.floor(ts))

@@ -21,6 +21,7 @@ are passed in. Malformed input raises the S3 error S3 itself sends.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -75,6 +76,8 @@ _REGION = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 _MAX_AUTH_HEADER = 4096
 _MAX_SIGNED_HEADERS = 64
 _AWS_SAFE = "-_.~"  # with letters and digits: RFC 3986 "unreserved", never encoded
+_UNRESERVED = re.compile(rb"[A-Za-z0-9_.~-]*", re.ASCII)
+_UNRESERVED_PATH = re.compile(r"[A-Za-z0-9_.~/-]*", re.ASCII)
 _ONE_AUTH_ONLY = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
     "Signature query string parameter or the Authorization header should be specified"
@@ -181,23 +184,33 @@ class _Claim:
 
 
 def _encode(data: bytes) -> str:
+    if _UNRESERVED.fullmatch(data):
+        return data.decode("ascii")  # nothing to escape (most names and values)
     return quote(data, safe=_AWS_SAFE)
 
 
 def canonical_uri(raw_path: str) -> str:
     """The canonical URI of a raw request path, per segment, never normalised."""
     path = raw_path.partition("?")[0] or "/"
+    if _UNRESERVED_PATH.fullmatch(path):
+        return path  # no escapes to decode and nothing to encode: already canonical
     return "/".join(_encode(unquote_to_bytes(wire_bytes(seg))) for seg in path.split("/"))
 
 
-def canonical_query(raw_query: str, *, presigned: bool = False) -> str:
-    """The canonical query string; ``presigned`` leaves out ``X-Amz-Signature``."""
-    pairs = []
-    for name, value in split_query(raw_query):
-        raw_name = decode_query_component(name)
-        if presigned and raw_name == b"X-Amz-Signature":
-            continue
-        pairs.append((_encode(raw_name), _encode(decode_query_component(value))))
+def decode_query(raw_query: str) -> list[tuple[bytes, bytes]]:
+    """The query's (name, value) pairs, percent-decoded to the bytes the client meant."""
+    return [(decode_query_component(n), decode_query_component(v)) for n, v in split_query(raw_query)]
+
+
+def canonical_query(raw_query: str | list[tuple[bytes, bytes]], *, presigned: bool = False) -> str:
+    """The canonical query string (of a raw query or its :func:`decode_query` pairs);
+    ``presigned`` leaves out ``X-Amz-Signature``."""
+    decoded = decode_query(raw_query) if isinstance(raw_query, str) else raw_query
+    pairs = [
+        (_encode(name), _encode(value))
+        for name, value in decoded
+        if not (presigned and name == b"X-Amz-Signature")
+    ]
     pairs.sort()
     return "&".join(f"{n}={v}" for n, v in pairs)
 
@@ -220,14 +233,15 @@ def canonical_headers(headers: Mapping[str, list[str]], signed_headers: Sequence
 def canonical_request(
     method: str,
     raw_path: str,
-    raw_query: str,
+    raw_query: str | list[tuple[bytes, bytes]],
     headers: HeadersLike | dict[str, list[str]],
     signed_headers: Sequence[str],
     payload_hash: str,
     *,
     presigned: bool = False,
 ) -> str:
-    """The SigV4 canonical request of an S3 request, from its raw parts."""
+    """The SigV4 canonical request of an S3 request, from its raw parts
+    (the query raw, or as :func:`decode_query` pairs)."""
     hmap = headers if _is_header_map(headers) else header_map(cast(HeadersLike, headers))
     return "\n".join(
         (
@@ -258,7 +272,7 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, _utf8(msg), hashlib.sha256).digest()
+    return hmac.digest(key, _utf8(msg), "sha256")
 
 
 def signing_key(secret: str, date: str, region: str, service: str = "s3") -> bytes:
@@ -269,7 +283,7 @@ def signing_key(secret: str, date: str, region: str, service: str = "s3") -> byt
 
 def sign(key: bytes, text: str) -> str:
     """Hex HMAC-SHA256 of a string to sign."""
-    return hmac.new(key, _utf8(text), hashlib.sha256).hexdigest()
+    return hmac.digest(key, _utf8(text), "sha256").hex()
 
 
 class SigningKeyCache:
@@ -305,6 +319,7 @@ _DEFAULT_CACHE = SigningKeyCache()
 # -- parsing the claims ----------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)  # a request's date repeats in its credential and in others of that second
 def _parse_amz_date(value: str) -> float | None:
     m = _AMZ_DATE.fullmatch(value)
     if m is None:
@@ -321,6 +336,7 @@ def _amz_date_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+@functools.lru_cache(maxsize=256)  # one per key and day: parsed once, not per request
 def _parse_credential(value: str, err: Callable[[str], S3Error]) -> Credential:
     parts = value.split("/")
     if len(parts) != 5 or not _ACCESS_KEY.fullmatch(parts[0]):
@@ -340,6 +356,7 @@ def _parse_credential(value: str, err: Callable[[str], S3Error]) -> Credential:
     return Credential(akid, date, region, service)
 
 
+@functools.lru_cache(maxsize=256)  # a client signs the same header list on every request
 def _parse_signed_headers(value: str, err: Callable[[str], S3Error]) -> tuple[str, ...]:
     names = value.lower().split(";")
     if len(names) > _MAX_SIGNED_HEADERS or len(set(names)) != len(names):
@@ -396,11 +413,10 @@ def parse_authorization(header: str) -> AuthHeader:
     )
 
 
-def _query_params(raw_query: str) -> dict[str, list[str]]:
+def _query_params(decoded: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for name, value in split_query(raw_query):
-        key = decode_query_component(name).decode("utf-8", "replace")
-        out.setdefault(key, []).append(decode_query_component(value).decode("utf-8", "replace"))
+    for name, value in decoded:
+        out.setdefault(name.decode("utf-8", "replace"), []).append(value.decode("utf-8", "replace"))
     return out
 
 
@@ -420,7 +436,7 @@ def auth_kind(req: SignedRequest) -> AuthKind:
     Lets the gateway decide about anonymous (``"none"``) requests itself.
     """
     raw_query = req.raw_query or req.raw_path.partition("?")[2]
-    return _kind(header_map(req.headers), _query_params(raw_query))
+    return _kind(header_map(req.headers), _query_params(decode_query(raw_query)))
 
 
 def _payload_claim(values: Sequence[str]) -> str:
@@ -450,19 +466,21 @@ def _claim_from_header(headers: Mapping[str, list[str]]) -> _Claim:
     )
 
 
+_NO_DATE = "AWS authentication requires a valid Date or x-amz-date header"
+
+
 def _header_timestamp(headers: Mapping[str, list[str]]) -> tuple[str, float]:
     """The signed timestamp: ``x-amz-date``, else ``Date`` rewritten in ISO basic form."""
-    bad = AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
     amz = headers.get("x-amz-date")
     if amz is not None:
         ts = _parse_amz_date(amz[0].strip()) if len(amz) == 1 else None
         if ts is None:
-            raise bad
+            raise AccessDenied(_NO_DATE)
         return amz[0].strip(), ts
     date = headers.get("date")
     ts = parse_http_date(date[0]) if date is not None and len(date) == 1 else None
     if ts is None:
-        raise bad
+        raise AccessDenied(_NO_DATE)
     return _amz_date_of(ts), ts
 
 
@@ -592,7 +610,8 @@ def verify_request(
     headers = header_map(req.headers)
     raw_path, _, attached = req.raw_path.partition("?")
     raw_query = req.raw_query or attached
-    query = _query_params(raw_query)
+    decoded = decode_query(raw_query)  # once: both the claims and the canonical query need it
+    query = _query_params(decoded)
     kind = _kind(headers, query)
     if kind == "none":
         raise AccessDenied("Anonymous access is not allowed: sign requests with AWS4-HMAC-SHA256")
@@ -612,7 +631,7 @@ def verify_request(
     canonical = canonical_request(
         req.method,
         raw_path,
-        raw_query,
+        decoded,
         headers,
         claim.signed_headers,
         claim.payload_hash,
