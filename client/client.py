@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -704,7 +705,16 @@ class Client(HoldsApi):
             raise InterfaceError(f"bad range {start}-{end}")
         if start > 0 and start >= info.size:
             raise InvalidRange(f"range start {start} is past the object's size {info.size}")
-        todo = iter(spans(info.size, info.block_size, start, end))
+        todo: Iterator[BlockSpan] = iter(spans(info.size, info.block_size, start, end))
+        first = next(todo, None)
+        if first is None:
+            return
+        second = next(todo, None)
+        if second is None:
+            # One block (every small object): nothing to read ahead, so no task to pay for.
+            yield await self._fetch_span(info, first, timeout, tenant)
+            return
+        todo = itertools.chain((first, second), todo)
         pending: list[asyncio.Task[Chunks]] = []
         depth = max(1, self.options.read_ahead)
         try:

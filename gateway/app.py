@@ -69,6 +69,7 @@ class GatewayMetrics:
         self.sent = Counter(
             "pipecache_gateway_sent_bytes", "Object bytes sent to S3 clients", registry=self.registry
         )
+        self._counted: dict[tuple[str, int], Counter] = {}
         # Reported for capacity planning; the cluster does not enforce it yet.
         self.quota = Gauge(
             "pipecache_gateway_tenant_cache_quota_bytes",
@@ -77,6 +78,13 @@ class GatewayMetrics:
             registry=self.registry,
             multiprocess_mode="max",  # every process reads the same file: one value, not N
         )
+
+    def count(self, op: str, status: int) -> None:
+        """One answered request; the labelled child is looked up once per (op, status)."""
+        child = self._counted.get((op, status))
+        if child is None:
+            child = self._counted[(op, status)] = self.requests.labels(op, str(status))
+        child.inc()
 
 
 METRICS = web.AppKey("metrics", GatewayMetrics)
@@ -126,7 +134,7 @@ async def s3_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     if stalled:
         await _answer_and_close(request, resp)
     metrics = request.app[METRICS]
-    metrics.requests.labels(request[OP], str(resp.status)).inc()
+    metrics.count(request[OP], resp.status)
     if request[OP] == "get_object" and resp.status in (200, 206):
         metrics.sent.inc(resp.body_length)
     return resp
@@ -400,10 +408,11 @@ def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web
 
 
 async def _route(request: web.Request) -> web.StreamResponse:
-    if "authorization" not in request.headers and "X-Amz-Signature" not in request.query:
-        if request.path == "/health" and request.method == "GET":
-            return await health_handler(request)
-        if request.path == "/metrics" and request.method == "GET":
+    # The path first: parsing the query of every request just to rule these out cost time.
+    if request.path in ("/health", "/metrics") and request.method == "GET":
+        if "authorization" not in request.headers and "X-Amz-Signature" not in request.query:
+            if request.path == "/health":
+                return await health_handler(request)
             return await metrics_handler(request.app[METRICS].exposed)(request)
     return await dispatch(request)
 
