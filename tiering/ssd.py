@@ -37,7 +37,7 @@ from typing import BinaryIO
 import xxhash
 
 from .blocks import BlockId, is_block_id
-from .errors import ChecksumMismatch, InterfaceError, NoCapacity
+from .errors import CacheError, ChecksumMismatch, InterfaceError, NoCapacity
 from .eviction import EvictionPolicy
 
 MAGIC = b"PCB1"
@@ -62,6 +62,22 @@ class SsdHandle:
 
     def close(self) -> None:
         self.file.close()
+
+    def view(self, start: int = 0, end: int | None = None) -> memoryview:
+        """Bytes ``start:end`` of the payload as a view of the mapped file.
+
+        A socket write copies straight from the page cache, as sendfile would.
+        The map outlives the handle (and the file's eviction) for as long as the
+        view does; block files are replaced by rename, never rewritten, so the
+        mapped bytes stay put. CacheError if the file is shorter than it was.
+        """
+        end = self.length if end is None else end
+        fd = self.file.fileno()
+        size = os.fstat(fd).st_size
+        if size < self.offset + end:
+            raise CacheError(f"block file shrank to {size} bytes, {self.offset + end} expected")
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        return memoryview(mapped)[self.offset + start : self.offset + end]
 
     def __enter__(self) -> SsdHandle:
         return self

@@ -12,25 +12,24 @@ middlewares have returned. Headers go out first (a ``StreamResponse`` sends
 them at once), then ``loop.sendfile`` writes the payload straight from the
 file at its offset, then ``write_eof`` closes the message through aiohttp's
 writer, so its state matches what was sent. A loop without sendfile (uvloop
-raises NotImplementedError) and ``settings.sendfile = False`` use a chunked
-fallback: ``pread`` in the executor, written through the writer. Connection
-errors raised in ``prepare`` are handled by aiohttp as client disconnects.
+raises NotImplementedError) and ``settings.sendfile = False`` write a view of
+the mapped file through the writer instead (``SsdHandle.view``): still no copy
+before the socket's. Connection errors raised in ``prepare`` are handled by
+aiohttp as client disconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..client.protocol import H_BLOCK_LENGTH, H_TIER
 from ..client.web import error_response
-from ..tiering.errors import BlockNotFound, InvalidRange
+from ..tiering.errors import BlockNotFound, CacheError, InvalidRange
 from ..tiering.ssd import SsdHandle
 from .blocks import BlockService, ByteRange, block_length, parse_range, parse_ref
 
@@ -39,8 +38,6 @@ log = logging.getLogger(__name__)
 SERVICE: web.AppKey[BlockService] = web.AppKey("block_service", BlockService)
 USE_SENDFILE: web.AppKey[bool] = web.AppKey("use_sendfile", bool)
 
-FALLBACK_CHUNK = 1024 * 1024
-"""Bytes per read when sendfile is unavailable."""
 OCTETS = "application/octet-stream"
 
 
@@ -97,14 +94,12 @@ class SsdBlockResponse(_BlockResponse):
         total: int,
         rng: ByteRange | None,
         *,
-        executor: Executor,
         use_sendfile: bool,
         on_done: Callable[[], None],
     ) -> None:
         super().__init__("ssd", total, rng)
         self._handle = handle
         self._offset = handle.offset + (0 if rng is None else rng.start)
-        self._executor = executor
         self._use_sendfile = use_sendfile
         self._on_done = on_done
 
@@ -126,7 +121,7 @@ class SsdBlockResponse(_BlockResponse):
         count = self.content_length
         assert count is not None
         if not self._use_sendfile or self.compression:
-            await self._send_chunks(writer, count)
+            await self._send_mapped(writer, count)
             return
         transport = request.transport
         if transport is None or transport.is_closing():
@@ -135,21 +130,18 @@ class SsdBlockResponse(_BlockResponse):
         try:
             await loop.sendfile(transport, self._handle.file, self._offset, count)
         except NotImplementedError:  # uvloop and other loops without sendfile
-            await self._send_chunks(writer, count)
+            await self._send_mapped(writer, count)
 
-    async def _send_chunks(self, writer: AbstractStreamWriter, count: int) -> None:
-        loop = asyncio.get_running_loop()
-        fd = self._handle.file.fileno()
-        pos = self._offset
-        while count > 0:
-            chunk = await loop.run_in_executor(self._executor, os.pread, fd, min(FALLBACK_CHUNK, count), pos)
-            if not chunk:
-                # The file was verified when opened; a short read now means it was
-                # truncated under us. Headers are gone: drop the connection.
-                raise ConnectionResetError(f"block file shrank while sent ({count} bytes left)")
-            await writer.write(chunk)
-            pos += len(chunk)
-            count -= len(chunk)
+    async def _send_mapped(self, writer: AbstractStreamWriter, count: int) -> None:
+        # One write of the mapped file: the socket copies from the page cache, with
+        # no reads into buffers and no executor round trip per chunk.
+        start = self._offset - self._handle.offset
+        try:
+            view = self._handle.view(start, start + count)
+        except CacheError as exc:
+            # Verified when opened, truncated since. Headers are gone: drop the connection.
+            raise ConnectionResetError(str(exc)) from None
+        await writer.write(view)
         await writer.drain()
 
 
@@ -175,7 +167,6 @@ async def get_block(request: web.Request) -> web.StreamResponse:
             found.handle,
             total,
             rng,
-            executor=svc.executor,
             use_sendfile=request.app[USE_SENDFILE],
             on_done=lambda: svc.promote_later(bid, total),
         )

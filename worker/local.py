@@ -3,20 +3,17 @@
 A gateway that runs inside a worker reads the blocks placement gives to that
 worker straight from its store: a memory-tier block is a view of the stored
 bytes (no socket, no copy before the client's socket), an SSD block a view
-of the mapped file, a miss the same single-flight under-store fetch a block request
+of the mapped file (``SsdHandle.view``), a miss the same single-flight under-store fetch a block request
 makes. Blocks of other workers still go over HTTP.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-
 from aiohttp import web
 
 from ..client.client import Chunks
 from ..client.protocol import BlockRef
-from ..tiering.errors import CacheError, NoWorkers
+from ..tiering.errors import NoWorkers
 from .blocks import BlockService
 from .handlers import SERVICE
 
@@ -47,14 +44,7 @@ class LocalReader:
             return [found.view[start:end]]
         handle = found.handle
         try:
-            # A map of the verified file: the client's socket copies straight from the page
-            # cache, as sendfile would. The map lives as long as a view of it does; block
-            # files are replaced by rename, never rewritten, so the mapped bytes stay put.
-            size = os.fstat(handle.file.fileno()).st_size
-            if size < handle.offset + end:
-                raise CacheError(f"block file {bid} shrank to {size} bytes")
-            mapped = mmap.mmap(handle.file.fileno(), size, access=mmap.ACCESS_READ)
+            return [handle.view(start, end)]
         finally:
             handle.close()
             svc.promote_later(bid, handle.length)
-        return [memoryview(mapped)[handle.offset + start : handle.offset + end]]

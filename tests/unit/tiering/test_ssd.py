@@ -11,7 +11,7 @@ import pytest
 import xxhash
 from pipecache.tiering import ssd as ssd_mod
 from pipecache.tiering.blocks import block_id
-from pipecache.tiering.errors import InterfaceError, NoCapacity
+from pipecache.tiering.errors import CacheError, InterfaceError, NoCapacity
 from pipecache.tiering.eviction import LRUPolicy
 from pipecache.tiering.ssd import HEADER_SIZE, SsdTier, file_size
 
@@ -67,6 +67,29 @@ def test_handle_outlives_removal(tmp_path: Path) -> None:
     assert _files(tmp_path) == [] and A not in t and t.used == 0
     os.lseek(h.file.fileno(), h.offset, os.SEEK_SET)
     assert os.read(h.file.fileno(), h.length) == _payload(A)  # what sendfile would send
+    h.close()
+
+
+def test_view_maps_the_payload_and_outlives_handle_and_file(tmp_path: Path) -> None:
+    t = _tier(tmp_path)
+    t.put(A, _payload(A))
+    h = t.open_verified(A)
+    assert h is not None
+    whole, part = h.view(), h.view(10, 30)
+    h.close()
+    assert t.remove(A)
+    assert bytes(whole) == _payload(A) and bytes(part) == _payload(A)[10:30]
+
+
+def test_view_of_a_shrunk_file_is_an_error_not_short_bytes(tmp_path: Path) -> None:
+    t = _tier(tmp_path)
+    t.put(A, _payload(A))
+    h = t.open_verified(A)
+    assert h is not None
+    os.truncate(tmp_path / A[:2] / A[2:4] / f"{A}.blk", HEADER_SIZE + 500)
+    assert bytes(h.view(0, 500)) == _payload(A)[:500]
+    with pytest.raises(CacheError, match="shrank"):
+        h.view()
     h.close()
 
 
