@@ -336,3 +336,13 @@ async def test_https_addresses_are_unsupported() -> None:
     f = fetcher()
     with pytest.raises(Unsupported, match="http://"):
         await f.get("https://127.0.0.1:1", "/blocks/x", {}, {}, 1, total=5.0, stall=5.0)
+
+
+def test_body_buffers_skip_zeroing_but_are_ordinary_bytearrays() -> None:
+    from pipecache.client.blockfetch import _uninitialized
+
+    buf = _uninitialized(5 << 20)
+    assert type(buf) is bytearray and len(buf) == 5 << 20
+    buf[-3:] = b"end"
+    assert bytes(memoryview(buf)[-3:]) == b"end"
+    assert _uninitialized(0) == bytearray()
