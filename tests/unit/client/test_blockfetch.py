@@ -44,6 +44,14 @@ class Peer:
         self.requests.append(head)
         return True
 
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bool:
+        """Read a request and send ``data``; False if the client closed instead."""
+        if not await self.read_request(reader):
+            return False
+        writer.write(data)
+        await writer.drain()
+        return True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         task = asyncio.current_task()
@@ -83,9 +91,8 @@ BODY = bytes(range(256)) * 1024  # 256 KiB: several socket reads
 
 async def keep_alive(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A well-behaved worker: one whole answer per request, for as long as asked."""
-    while await peer.read_request(reader):
-        writer.write(ok(BODY))
-        await writer.drain()
+    while await peer.answer(reader, writer, ok(BODY)):
+        pass
 
 
 def fetcher(limit: int = 8) -> BlockFetcher:
@@ -168,9 +175,7 @@ async def test_idle_connection_closed_by_the_server_is_retried_once() -> None:
     async def one_per_conn(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Answers one request, then reads the next and closes without a byte,
         # as a server whose keep-alive timeout fired just as the request came.
-        await peer.read_request(reader)
-        writer.write(ok(BODY))
-        await writer.drain()
+        await peer.answer(reader, writer, ok(BODY))
         await peer.read_request(reader)
 
     async with serve(one_per_conn) as peer:
@@ -264,9 +269,7 @@ async def test_error_answer_without_error_body_is_a_plain_cache_error() -> None:
 )
 async def test_broken_answers_are_connection_errors(answer: bytes, why: str) -> None:
     async def broken(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(answer)
-        await writer.drain()
+        await peer.answer(reader, writer, answer)
         await peer.read_request(reader)
 
     async with serve(broken) as peer:
@@ -280,9 +283,7 @@ async def test_broken_answers_are_connection_errors(answer: bytes, why: str) -> 
 
 async def test_bytes_after_an_answer_on_an_idle_connection_close_it() -> None:
     async def chatty(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(ok(BODY))
-        await writer.drain()
+        await peer.answer(reader, writer, ok(BODY))
         await asyncio.sleep(0.05)
         writer.write(b"HTTP/1.1 200 OK\r\n")  # an answer nobody asked for
         await keep_alive(peer, reader, writer)
@@ -316,9 +317,7 @@ async def test_answers_without_content_length_fall_back_to_aiohttp(answer: bytes
     """The fetcher says Unsupported; the client asks again through aiohttp, which reads it."""
 
     async def unframed(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(answer)
-        await writer.drain()
+        await peer.answer(reader, writer, answer)
 
     async with serve(unframed) as peer:
         f = fetcher()
