@@ -183,6 +183,11 @@ class _Conn(asyncio.BufferedProtocol):
         self._waiter, self._answer, self._body = None, None, None
         self._filled = self._got = 0
 
+    @property
+    def usable(self) -> bool:
+        """Open, and not already closing (a FIN seen, connection_lost still to come)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -277,7 +282,7 @@ class BlockFetcher:
             if conn.idle is not None:
                 conn.idle.cancel()
                 conn.idle = None
-            if not conn.closed:
+            if conn.usable:
                 return conn
             self._drop(conn)
         return None
