@@ -119,6 +119,13 @@ _S3_OPTIONS = [
         envvar="PIPECACHE_UFS_WRITE_ATTEMPTS",
         help="Attempts per under-store write before it fails (503 ServiceUnavailable).",
     ),
+    click.option(
+        "--lean-blocks/--aiohttp-blocks",
+        default=True,
+        show_default=True,
+        envvar="PIPECACHE_LEAN_BLOCKS",
+        help="Read blocks from workers with the lean keep-alive client, or with aiohttp's (to compare).",
+    ),
 ]
 
 
@@ -385,6 +392,7 @@ def gateway(
     max_connections: int,
     ufs_write_timeout: float,
     ufs_write_attempts: int,
+    lean_blocks: bool,
     processes: int,
     check_config: bool,
 ) -> None:
@@ -407,6 +415,7 @@ def gateway(
         max_connections=max_connections,
         ufs_write_timeout=ufs_write_timeout,
         ufs_write_attempts=ufs_write_attempts,
+        lean_blocks=lean_blocks,
     )
     _check_or_fail(s.validate)
     if check_config:

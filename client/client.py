@@ -32,6 +32,7 @@ from ..tiering.errors import (
 )
 from ..tiering.placement import Candidate, rank
 from . import protocol as p
+from .blockfetch import BlockFetcher, FetchError, Unsupported
 from .holds import HoldsApi
 from .jobs import Job
 from .rpc import Empty, Unreachable, call, cluster_token, raise_for_error, token_headers
@@ -61,6 +62,9 @@ class ClientOptions:
     """Seconds between refreshes of the worker list."""
     connections: int = 256
     """Connection pool size towards workers and the master."""
+    lean_blocks: bool = True
+    """Read blocks from workers with the lean keep-alive client of ``blockfetch`` (bodies land
+    in one buffer, unparsed); False: through aiohttp's client, like every other request."""
     token: str | None = dataclasses.field(default_factory=cluster_token)
     """The cluster token sent to the master and workers (default: $PIPECACHE_CLUSTER_TOKEN)."""
     ufs: str | None = None
@@ -70,7 +74,7 @@ class ClientOptions:
     often they are tried (None: ``UnderStoreTimeouts()``'s defaults)."""
 
 
-Chunks = list[bytes | memoryview]
+Chunks = list[bytes | bytearray | memoryview]
 """A block span as the pieces it arrived in (socket chunks, or one view of a local block)."""
 
 
@@ -153,6 +157,7 @@ class Client(HoldsApi):
         self.master = master.rstrip("/")
         self.options = options or ClientOptions()
         self._session: aiohttp.ClientSession | None = None
+        self._blocks: BlockFetcher | None = None
         self._meta = _MetaCache(self.options.metadata_ttl, self.options.metadata_entries)
         self._workers: dict[str, p.WorkerInfo] = {}
         self._candidates: list[Candidate] = []
@@ -178,6 +183,8 @@ class Client(HoldsApi):
                 # Blocks are kept whole anyway: the default 64 KiB buffer paused the socket every 128 KiB.
                 read_bufsize=1 << 20,
             )
+        if self.options.lean_blocks and self._blocks is None:
+            self._blocks = BlockFetcher(self.options.connections, token_headers(self.options.token))
         return self
 
     async def close(self) -> None:
@@ -188,6 +195,9 @@ class Client(HoldsApi):
         if self._ufs is not None:
             ufs, self._ufs = self._ufs, None
             await ufs.close()
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -622,7 +632,12 @@ class Client(HoldsApi):
                     if worker is None:
                         continue
                     data = await self._get_block(worker.address, bid, ref, span, timeout)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            except (
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                FetchError,
+                TimeoutError,
+            ) as exc:
                 # The worker is gone, stuck, or died mid-body: the next-ranked one
                 # fetches from the under-store.
                 last = exc
@@ -648,6 +663,20 @@ class Client(HoldsApi):
         self, address: str, bid: str, ref: p.BlockRef, span: BlockSpan, timeout: float | None
     ) -> Chunks:
         headers = {} if span.whole else {"Range": f"bytes={span.start}-{span.end - 1}"}
+        if self._blocks is not None:
+            try:
+                body = await self._blocks.get(
+                    address,
+                    f"{p.BLOCKS}/{bid}",
+                    ref.to_query(),
+                    headers,
+                    span.length,
+                    total=self._t(timeout),
+                    stall=self.options.stall_timeout,
+                )
+                return [body]
+            except Unsupported as exc:
+                log.debug("block %s through aiohttp: %s", bid, exc)
         to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
         url = f"{address}{p.BLOCKS}/{bid}"
         async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:

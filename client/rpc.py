@@ -18,12 +18,17 @@ async def raise_for_error(resp: aiohttp.ClientResponse) -> None:
     if resp.status < 300:
         return
     body = await resp.read()
-    if resp.content_type == MSGPACK:
+    raise error_from_answer(resp.status, resp.content_type, body, f"{resp.url.host}:{resp.url.port}")
+
+
+def error_from_answer(status: int, content_type: str, body: bytes, peer: str) -> CacheError:
+    """The typed error a non-2xx answer carries (its msgpack ErrorBody), else a plain CacheError."""
+    if content_type == MSGPACK:
         try:
-            raise ErrorBody.unpack(body).to_error()
+            return ErrorBody.unpack(body).to_error()
         except BadRequest:
             pass
-    raise CacheError(f"HTTP {resp.status} from {resp.url.host}:{resp.url.port}: {body[:200]!r}")
+    return CacheError(f"HTTP {status} from {peer}: {body[:200]!r}")
 
 
 TOKEN_ENV = "PIPECACHE_CLUSTER_TOKEN"

@@ -384,7 +384,10 @@ def make_app(settings: GatewaySettings, local: LocalBlocks | None = None) -> web
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         # Metadata is not reused until the master's consistency mode is known.
         opts = ClientOptions(
-            read_ahead=settings.read_ahead, metadata_ttl=0, ufs_timeouts=settings.ufs_timeouts()
+            read_ahead=settings.read_ahead,
+            metadata_ttl=0,
+            ufs_timeouts=settings.ufs_timeouts(),
+            lean_blocks=settings.lean_blocks,
         )
         async with connect(settings.master, opts) as client:
             client.local = local

@@ -59,6 +59,8 @@ class GatewaySettings:
     upload is never cut."""
     ufs_write_attempts: int = 3
     """Attempts per under-store write before the client gets 503 ServiceUnavailable."""
+    lean_blocks: bool = True
+    """Read blocks from workers with the lean client (``ClientOptions.lean_blocks``)."""
 
     def ufs_write_outlasts_sdks(self) -> bool:
         """Can a write to a silent under-store outlast the 60 s an S3 SDK waits by default?
