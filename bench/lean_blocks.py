@@ -1,9 +1,12 @@
-"""One big object read through the gateway: lean block fetcher vs aiohttp's client.
+"""One big object read through two gateways that differ in one setting.
 
-    python bench/lean_blocks.py [--mib 256] [--rounds 5] [--tier memory|ssd]
+    python bench/lean_blocks.py [--mib 256] [--rounds 5] [--tier memory|ssd] [--versus aiohttp|malloc]
 
-One worker (4 MiB blocks) and two gateways in front of it, one started with
-``--lean-blocks`` and one with ``--aiohttp-blocks``. The object is read once
+One worker (4 MiB blocks) and two gateways in front of it. ``--versus aiohttp``
+(the default): one reads blocks with the lean fetcher (``--lean-blocks``), one with
+aiohttp's client (``--aiohttp-blocks``). ``--versus malloc``: both lean, one with
+glibc's allocator tuned as services tune it (the default), one with
+``PIPECACHE_MALLOC_TUNING=0``. The object is read once
 through each to warm it, then single-stream with curl, alternating between the
 gateways so that both see the same machine load. Per read: MiB/s and the
 gateway's CPU seconds. nginx serving the same file gives the reference. The
@@ -43,6 +46,7 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tier", choices=["memory", "ssd"], default="memory")
+    ap.add_argument("--versus", choices=["aiohttp", "malloc"], default="aiohttp")
     args = ap.parse_args()
     need("curl", "nginx")
     size = args.mib * MiB
@@ -57,10 +61,16 @@ def main() -> None:
         cluster.start()
         nginx = Nginx(ufs, root / "nginx")
         keys = ("--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY)
-        gateways = {
-            "lean": cluster.extra_gateway("--lean-blocks", *keys),
-            "aiohttp": cluster.extra_gateway("--aiohttp-blocks", *keys),
-        }
+        if args.versus == "aiohttp":
+            gateways = {
+                "lean": cluster.extra_gateway("--lean-blocks", *keys),
+                "aiohttp": cluster.extra_gateway("--aiohttp-blocks", *keys),
+            }
+        else:
+            gateways = {
+                "tuned": cluster.extra_gateway(*keys),
+                "untuned": cluster.extra_gateway(*keys, env={"PIPECACHE_MALLOC_TUNING": "0"}),
+            }
         try:
             urls = {name: presigner(url)(BUCKET, KEY) for name, (url, _) in gateways.items()}
             for url in urls.values():
@@ -89,9 +99,10 @@ def main() -> None:
         s, c = statistics.median(speed[name]), statistics.median(cpu[name])
         runs = " ".join(f"{x:.0f}" for x in speed[name])
         print(f"{name:8s} {s:6.0f} MiB/s ({s / ref:.2f} of nginx)  gateway CPU {c:.2f} s/read  [{runs}]")
-    lean_s, old_s = statistics.median(speed["lean"]), statistics.median(speed["aiohttp"])
-    lean_c, old_c = statistics.median(cpu["lean"]), statistics.median(cpu["aiohttp"])
-    print(f"lean/aiohttp: throughput x{lean_s / old_s:.2f}, gateway CPU per read x{lean_c / old_c:.2f}")
+    new, old = gateways
+    new_s, old_s = statistics.median(speed[new]), statistics.median(speed[old])
+    new_c, old_c = statistics.median(cpu[new]), statistics.median(cpu[old])
+    print(f"{new}/{old}: throughput x{new_s / old_s:.2f}, gateway CPU per read x{new_c / old_c:.2f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import sys
 import tempfile
 from multiprocessing.connection import Connection
 
+from ..client import malloc
 from ..client.web import Site, install_uvloop, serve_all
 from ..gateway import GatewaySettings, make_app
 from ..gateway.app import MULTIPROC_ENV
@@ -73,6 +74,7 @@ def gateway_child(settings: GatewaySettings, log_level: int, parent: int, ready:
     """One gateway process (the target of ``Supervisor``)."""
     _die_with_parent(parent)
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    malloc.tune()
     install_uvloop()
 
     def say_ready() -> None:

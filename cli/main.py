@@ -24,8 +24,10 @@ def _logging(verbose: int) -> None:
 
 
 def _run_service(coro_factory: Any, *, uvloop: bool = True) -> None:
+    from ..client import malloc
     from ..client.web import install_uvloop
 
+    malloc.tune()
     if uvloop:
         install_uvloop()
     try:
@@ -359,7 +361,7 @@ def worker(
         await serve_all(sites)
 
     # uvloop has no loop.sendfile: the stdlib loop keeps SSD hits zero-copy. With an S3
-    # endpoint, uvloop's cheaper requests win (its SSD reads are a pread either way).
+    # endpoint, uvloop's cheaper requests win (its SSD hits are one write of a mapped file).
     _run_service(run, uvloop=gs is not None)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,11 +134,14 @@ class PcCluster:
         self.wait_workers(self.n_workers)
         return self
 
-    def extra_gateway(self, *args: str) -> tuple[str, subprocess.Popen[bytes]]:
-        """Another gateway in front of this cluster's master, with its own flags; the caller stops it."""
+    def extra_gateway(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> tuple[str, subprocess.Popen[bytes]]:
+        """Another gateway in front of this cluster's master, with its own flags (and
+        environment variables, added to this process's); the caller stops it."""
         port = free_port()
         cmd = [sys.executable, "-m", "pipecache.cli", "gateway", "--master", self.master, "--port", str(port)]
-        proc = subprocess.Popen([*cmd, *args])
+        proc = subprocess.Popen([*cmd, *args], env=None if env is None else {**os.environ, **env})
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, proc)
