@@ -204,6 +204,9 @@ class BlockFetcher:
         self._idle: dict[str, list[_Conn]] = {}
         self._open: set[_Conn] = set()
         self._origins: dict[str, tuple[str, int, str, str]] = {}
+        self._unframed: set[str] = set()
+        """Addresses that answered without Content-Length: read through aiohttp from then on,
+        instead of asking twice for every block."""
 
     async def get(
         self,
@@ -221,10 +224,16 @@ class BlockFetcher:
         FetchError/TimeoutError: ask another worker. Unsupported: ask through aiohttp.
         """
         host, port, prefix, netloc = self._origin(address)
+        if address in self._unframed:
+            raise Unsupported(f"{address} answers without Content-Length")
         target = f"{prefix}{path}?{urlencode(query)}"
         request = request_head(target, {"Host": netloc, **self._headers, **headers})
-        async with asyncio.timeout(total), self._slots:
-            head, body = await self._exchange(address, host, port, request, expect, stall)
+        try:
+            async with asyncio.timeout(total), self._slots:
+                head, body = await self._exchange(address, host, port, request, expect, stall)
+        except Unsupported:
+            self._unframed.add(address)
+            raise
         if head.status >= 300:
             raise error_from_answer(head.status, head.content_type, bytes(body), f"{host}:{port}")
         return body
@@ -236,7 +245,7 @@ class BlockFetcher:
             conn = self._idle_conn(address) if not retry else None
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(host, port)
+                conn = await self._connect(host, port, stall)
             done = False
             try:
                 head, body = await conn.exchange(request, expect, stall)
@@ -264,12 +273,18 @@ class BlockFetcher:
             self._origins[address] = origin
         return origin
 
-    async def _connect(self, host: str, port: int) -> _Conn:
+    async def _connect(self, host: str, port: int, timeout: float) -> _Conn:
         if len(self._open) >= self._limit:
             self._close_an_idle()
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: _Conn(self._forget), host, port)
+            # Bounded on its own: a worker whose SYNs go unanswered (a dead node) must not
+            # hold the read for the whole total timeout before the next worker is asked.
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(lambda: _Conn(self._forget), host, port)
+        except TimeoutError:
+            why = f"cannot connect to {host}:{port}: no answer in {timeout:g} s"
+            raise FetchError(why, before_answer=True) from None
         except OSError as exc:
             raise FetchError(f"cannot connect to {host}:{port}: {exc}", before_answer=True) from exc
         self._open.add(conn)

@@ -49,7 +49,8 @@ class ClientOptions:
     timeout: float = 60.0
     """Seconds for one RPC or one block GET."""
     stall_timeout: float = 10.0
-    """Seconds a block GET may go without receiving a byte before the next worker is asked."""
+    """Seconds a block GET may take to connect, or go without receiving a byte, before the
+    next worker is asked."""
     read_ahead: int = 4
     """Blocks fetched ahead of the reader when streaming (memory bound: read_ahead x block size)."""
     metadata_ttl: float = 5.0
@@ -677,7 +678,8 @@ class Client(HoldsApi):
                 return [body]
             except Unsupported as exc:
                 log.debug("block %s through aiohttp: %s", bid, exc)
-        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_read=self.options.stall_timeout)
+        stall = self.options.stall_timeout
+        to = aiohttp.ClientTimeout(total=self._t(timeout), sock_connect=stall, sock_read=stall)
         url = f"{address}{p.BLOCKS}/{bid}"
         async with self.session.get(url, params=ref.to_query(), headers=headers, timeout=to) as resp:
             await raise_for_error(resp)

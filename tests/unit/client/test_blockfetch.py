@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -306,6 +307,30 @@ async def test_connection_refused_is_a_connection_error() -> None:
     f.close()
 
 
+async def test_unanswered_connect_gives_up_after_the_stall_timeout() -> None:
+    """A listener whose accept queue is full drops SYNs, as a dead node does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    host, port = listener.getsockname()
+    queued = [socket.socket() for _ in range(4)]
+    for s in queued:
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect((host, port))
+    f = fetcher()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(FetchError, match="no answer in 0.3 s"):
+            await f.get(f"http://{host}:{port}", "/blocks/x", {}, {}, 1, total=30.0, stall=0.3)
+        assert time.monotonic() - t0 < 5.0
+        assert f.connections == 0
+    finally:
+        f.close()
+        for s in [*queued, listener]:
+            s.close()
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -329,6 +354,10 @@ async def test_answers_without_content_length_fall_back_to_aiohttp(answer: bytes
             chunks = await client._get_block(peer.address, ref.block_id(), ref, BlockSpan(0, 0, 5, 5), 5.0)
         assert b"".join(chunks) == b"hello"
         assert peer.accepted == 3 and len(peer.requests) == 3
+        # Once an address answered unframed, the fetcher refuses it at once: no request.
+        with pytest.raises(Unsupported, match="without Content-Length"):
+            await get(f, peer, expect=5)
+        assert len(peer.requests) == 3
 
 
 async def test_https_addresses_are_unsupported() -> None:
