@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -110,22 +111,26 @@ http {{
         self.proc.wait(10)
 
 
-def curl_speed(url: str, repeats: int = 5) -> float:
-    """Median bytes/s of a single-stream GET of ``url`` (body discarded)."""
-    speeds = []
-    for _ in range(repeats):
-        out = subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        speed, code = out.stdout.split()
-        if code not in ("200", "206"):
-            raise RuntimeError(f"{url} answered {code}")
-        speeds.append(float(speed))
-    speeds.sort()
-    return speeds[len(speeds) // 2]
+def curl_speeds(urls: dict[str, str], rounds: int = 7) -> dict[str, float]:
+    """Median bytes/s of single-stream GETs (bodies discarded) of each of ``urls``.
+
+    The servers take turns, one read each per round, so that a change in the
+    machine's load during the measurement falls on all of them alike.
+    """
+    speeds: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            out = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            speed, code = out.stdout.split()
+            if code not in ("200", "206"):
+                raise RuntimeError(f"{url} answered {code}")
+            speeds[name].append(float(speed))
+    return {name: statistics.median(xs) for name, xs in speeds.items()}
 
 
 @dataclass
