@@ -111,6 +111,19 @@ http {{
         self.proc.wait(10)
 
 
+def curl_once(url: str) -> tuple[float, int]:
+    """One single-stream GET of the whole of ``url``, body discarded: its bytes/s and its size."""
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download} %{http_code}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if out[2] != "200":
+        raise RuntimeError(f"{url} answered {out[2]}")
+    return float(out[0]), int(out[1])
+
+
 def curl_speeds(urls: dict[str, str], rounds: int = 7) -> dict[str, float]:
     """Median bytes/s of single-stream GETs (bodies discarded) of each of ``urls``.
 
@@ -120,16 +133,7 @@ def curl_speeds(urls: dict[str, str], rounds: int = 7) -> dict[str, float]:
     speeds: dict[str, list[float]] = {name: [] for name in urls}
     for _ in range(rounds):
         for name, url in urls.items():
-            out = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            speed, code = out.stdout.split()
-            if code not in ("200", "206"):
-                raise RuntimeError(f"{url} answered {code}")
-            speeds[name].append(float(speed))
+            speeds[name].append(curl_once(url)[0])
     return {name: statistics.median(xs) for name, xs in speeds.items()}
 
 

@@ -18,27 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from common import ACCESS_KEY, SECRET_KEY, Nginx, bench_cluster, need, presigner, tree_cpu
+from common import ACCESS_KEY, SECRET_KEY, Nginx, bench_cluster, curl_once, need, presigner, tree_cpu
 
 MiB = 1024 * 1024
 BUCKET, KEY = "bench", "big.bin"
-
-
-def curl_once(url: str) -> tuple[float, int]:
-    out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download} %{http_code}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    if out[2] != "200":
-        raise RuntimeError(f"{url} answered {out[2]}")
-    return float(out[0]), int(out[1])
 
 
 def main() -> None:
