@@ -99,7 +99,8 @@ class SsdBlockResponse(_BlockResponse):
     ) -> None:
         super().__init__("ssd", total, rng)
         self._handle = handle
-        self._offset = handle.offset + (0 if rng is None else rng.start)
+        self._from = 0 if rng is None else rng.start
+        """Where the answer starts in the payload."""
         self._use_sendfile = use_sendfile
         self._on_done = on_done
 
@@ -128,16 +129,15 @@ class SsdBlockResponse(_BlockResponse):
             raise ConnectionResetError("connection lost before the block was sent")
         loop = asyncio.get_running_loop()
         try:
-            await loop.sendfile(transport, self._handle.file, self._offset, count)
+            await loop.sendfile(transport, self._handle.file, self._handle.offset + self._from, count)
         except NotImplementedError:  # uvloop and other loops without sendfile
             await self._send_mapped(writer, count)
 
     async def _send_mapped(self, writer: AbstractStreamWriter, count: int) -> None:
         # One write of the mapped file: the socket copies from the page cache, with
         # no reads into buffers and no executor round trip per chunk.
-        start = self._offset - self._handle.offset
         try:
-            view = self._handle.view(start, start + count)
+            view = self._handle.view(self._from, self._from + count)
         except CacheError as exc:
             # Verified when opened, truncated since. Headers are gone: drop the connection.
             raise ConnectionResetError(str(exc)) from None
